@@ -1,0 +1,28 @@
+# Set-up is part of every target: a fresh machine needs only python3 and make.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# nbgrader runs alembic from the environment's bin (DESIGN.md section 4).
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: main test lint starter bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The main job.
+main: $(VENV)/.installed
+	$(PYTHON) -m autograder build-starter
+	$(PYTHON) -m autograder demo
+
+test: $(VENV)/.installed
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest
+
+starter: $(VENV)/.installed
+	$(PYTHON) -m autograder build-starter
+
+bench: $(VENV)/.installed
+	$(PYTHON) benchmarks/mlp_epoch.py

@@ -1,0 +1,1 @@
+"""Instructor-side tools for the miniflow course, built on nbgrader."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: the reference and starter packages, each loaded under its own module name.
+
+Neither is installed (DESIGN.md section 2): tests load them from their folders.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "solutions" / "miniflow"
+STARTER = ROOT / "miniflow_starter" / "miniflow"
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def load_package(folder, module_name):
+    """Import the package in `folder` as `module_name` (its relative imports follow)."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, Path(folder) / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def mf():
+    """The reference miniflow."""
+    return load_package(REFERENCE, "miniflow_reference")
+
+
+@pytest.fixture(scope="session")
+def starter():
+    """The students' starter miniflow, as committed."""
+    return load_package(STARTER, "miniflow_starter_package")
