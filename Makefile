@@ -10,12 +10,14 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m pip install --quiet torch==2.13.0 || echo 'torch is optional: skipping the PyTorch comparison'
 	touch $@
 
-# The main job.
+# The main job (until the autograder lands: regenerate the starter and train the
+# reference side by side with plain numpy on a small random set).
 main: $(VENV)/.installed
 	$(PYTHON) -m autograder build-starter
-	$(PYTHON) -m autograder demo
+	$(PYTHON) benchmarks/mlp_epoch.py --samples 6400 --rounds 1
 
 test: $(VENV)/.installed
 	$(PYTHON) -m ruff check .

@@ -8,9 +8,10 @@ unchanged.
 """
 
 import ast
-import filecmp
 import shutil
 from pathlib import Path
+
+from .trees import differing_files
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -94,12 +95,4 @@ def build_starter(solution_package, starter_package):
 def stale_files(solution_package, starter_package, scratch):
     """Files that differ between `starter_package` and a fresh build of it in `scratch`."""
     build_starter(solution_package, scratch)
-    starter_package = Path(starter_package)
-    fresh = {p.relative_to(scratch) for p in Path(scratch).rglob("*") if p.is_file()}
-    current = {
-        p.relative_to(starter_package)
-        for p in starter_package.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
-    differing = {p for p in fresh & current if not filecmp.cmp(scratch / p, starter_package / p, shallow=False)}
-    return sorted(str(p) for p in (fresh ^ current) | differing)
+    return differing_files(scratch, starter_package)

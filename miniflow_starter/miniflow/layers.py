@@ -20,7 +20,7 @@ class Linear(Node):
             self.fail(f"needs X (m, n) and W (n, p); got X {np.shape(X)} and W {np.shape(W)}")
         p = np.shape(W)[1]
         if np.shape(b) not in ((p,), (1, p)):
-            self.fail(f"b must have shape ({p},) to match W {np.shape(W)}; got {np.shape(b)}")
+            self.fail(f"b must have shape ({p},) or (1, {p}) to match W {np.shape(W)}; got {np.shape(b)}")
         # YOUR CODE HERE: replace the line below.
         raise NotImplementedError('Linear.forward: a matrix product and a bias; the result has shape (m, p)')
 

@@ -50,7 +50,7 @@ class CrossEntropyWithSoftmax(Node):
             self.fail(f"logits must have shape (m, k); got {np.shape(logits)}")
         m, k = np.shape(logits)
         if np.shape(labels) != (m,):
-            self.fail(f"labels must have shape ({m},) to match logits {np.shape(logits)}; got {np.shape(labels)}")
+            self.fail(f"labels must have shape ({m},) for logits {np.shape(logits)}; got {np.shape(labels)}")
         if not np.issubdtype(np.asarray(labels).dtype, np.integer):
             self.fail(f"labels must be integer class indices; got dtype {np.asarray(labels).dtype}")
         bad = np.flatnonzero((labels < 0) | (labels >= k))
@@ -60,12 +60,12 @@ class CrossEntropyWithSoftmax(Node):
     def _softmax(self, x):
         """Each row of x (m, k) turned into probabilities that sum to 1."""
         # YOUR CODE HERE: replace the line below.
-        raise NotImplementedError("CrossEntropyWithSoftmax._softmax: exp(x) / exp(x).sum(axis=1, keepdims=True); subtract each row's max first so exp cannot overflow")
+        raise NotImplementedError("CrossEntropyWithSoftmax._softmax: exp(x) / exp(x).sum(axis=1, keepdims=True), after subtracting each row's max from x")
 
     def forward(self, logits, labels):
         self.check_inputs(logits, labels)
         # YOUR CODE HERE: replace the line below.
-        raise NotImplementedError('CrossEntropyWithSoftmax.forward: log(softmax(z)) = z - max - log(sum(exp(z - max))); never take the log of a probability that rounded to 0')
+        raise NotImplementedError('CrossEntropyWithSoftmax.forward: mean of -log(softmax) at the labels; log(softmax(z)) = z - log(sum(exp(z))), z minus its max')
 
     def backward(self, grad, logits, labels):
         """grad is a scalar; return (gradient for logits (m, k), None: labels get none)."""

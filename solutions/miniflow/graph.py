@@ -133,7 +133,7 @@ def run_backward(nodes, needing):
         with naming(node, "backward"):
             input_grads = node.backward(grad, *[inbound.value for inbound in node.inbound_nodes])
         for position, (inbound, input_grad) in enumerate(
-            zip(node.inbound_nodes, as_gradient_list(node, input_grads))
+            zip(node.inbound_nodes, as_gradient_list(node, input_grads), strict=True)
         ):
             if input_grad is None or inbound not in needing:
                 continue

@@ -50,7 +50,7 @@ class CrossEntropyWithSoftmax(Node):
             self.fail(f"logits must have shape (m, k); got {np.shape(logits)}")
         m, k = np.shape(logits)
         if np.shape(labels) != (m,):
-            self.fail(f"labels must have shape ({m},) to match logits {np.shape(logits)}; got {np.shape(labels)}")
+            self.fail(f"labels must have shape ({m},) for logits {np.shape(logits)}; got {np.shape(labels)}")
         if not np.issubdtype(np.asarray(labels).dtype, np.integer):
             self.fail(f"labels must be integer class indices; got dtype {np.asarray(labels).dtype}")
         bad = np.flatnonzero((labels < 0) | (labels >= k))
@@ -60,7 +60,7 @@ class CrossEntropyWithSoftmax(Node):
     def _softmax(self, x):
         """Each row of x (m, k) turned into probabilities that sum to 1."""
         ### BEGIN SOLUTION
-        # hint: exp(x) / exp(x).sum(axis=1, keepdims=True); subtract each row's max first so exp cannot overflow
+        # hint: exp(x) / exp(x).sum(axis=1, keepdims=True), after subtracting each row's max from x
         e = np.exp(x - x.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
         ### END SOLUTION
@@ -68,7 +68,7 @@ class CrossEntropyWithSoftmax(Node):
     def forward(self, logits, labels):
         self.check_inputs(logits, labels)
         ### BEGIN SOLUTION
-        # hint: log(softmax(z)) = z - max - log(sum(exp(z - max))); never take the log of a probability that rounded to 0
+        # hint: mean of -log(softmax) at the labels; log(softmax(z)) = z - log(sum(exp(z))), z minus its max
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         rows = np.arange(len(labels))
