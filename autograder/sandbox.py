@@ -1,0 +1,284 @@
+"""Run a command for one submission in a sandbox.
+
+The sandbox is bubblewrap (`bwrap`): new namespaces (no network, no view of
+other processes) and a file system holding only the system's programs and
+libraries, the Python install and environment that run this grader, the
+submission (read-only) and one scratch folder (the only place it may write,
+besides a small private /tmp). The course repository, and with it solutions/,
+assignments/, the gradebook and the other students' folders, is not in it.
+Resource limits (CPU time, address space, file size) are set on the process
+before it starts, and a wall-clock limit kills its whole process group.
+
+Where bwrap is missing or fails its self-test (say, in a container without
+user namespaces), commands run with the resource limits only: a loud warning
+is logged and every result says `isolated=False`.
+
+    sandbox = Sandbox(submission, scratch, Limits(wall_seconds=30))
+    run = sandbox.run([sys.executable, "-I", "script.py"])
+
+Paths are the same inside and outside, so file names in argv (a kernel's
+connection file in the scratch folder, say) need no translation. To start a
+long-lived process such as a notebook kernel in the sandbox, pass
+`sandbox.command(argv, cwd)` to Popen with `env=sandbox.environment()` and
+`preexec_fn=sandbox.set_limits`. For a Jupyter kernel (tried with
+jupyter_client's KernelManager and ipykernel): the kernel has no network, so
+use `transport="ipc"` with the connection file and sockets in the scratch
+folder; start it with `independent=True`, because inside, its parent is the
+sandbox's pid 1, which ipykernel takes for a dead parent (--die-with-parent
+does that job instead); and interrupt it with `interrupt_mode = "message"`, as
+a SIGINT to its process group ends bwrap and with it the kernel.
+"""
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+KIB, MIB, GIB = 2**10, 2**20, 2**30
+COURSE_ROOT = Path(__file__).resolve().parents[1]
+# Programs in the sandbox may need these; the rest of /etc stays out.
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
+TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed command may use (CPU time and memory: each of its processes)."""
+
+    cpu_seconds: int = 60
+    wall_seconds: float = 120.0
+    memory_bytes: int = 2 * GIB  # address space of each process
+    file_bytes: int = 64 * MIB  # largest file it may write, its captured output included
+    tmp_bytes: int = 64 * MIB  # size of its private /tmp
+    output_bytes: int = 16 * KIB  # how much of its stdout and stderr is kept
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """How a sandboxed command ended.
+
+    `returncode` follows subprocess: negative for the signal that killed the
+    process. `output` is the start of its stdout and stderr, interleaved.
+    """
+
+    returncode: int
+    timed_out: bool
+    output: str
+    isolated: bool
+    seconds: float
+
+
+def python_prefixes():
+    """The folders of the Python install and environment running this grader, outside /usr."""
+    prefixes = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parents[1]}
+    return sorted(str(p) for p in prefixes if not p.is_relative_to("/usr"))
+
+
+def system_options(limits):
+    """bwrap options for everything but the submission and scratch: namespaces, system, Python."""
+    options = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
+    options += ["--ro-bind", "/usr", "/usr"]
+    for top in TOP_LEVEL_LINKS:
+        if os.path.islink(top):
+            options += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            options += ["--ro-bind", top, top]
+    for name in ETC_FILES:
+        options += ["--ro-bind-try", name, name]
+    for prefix in python_prefixes():
+        options += ["--ro-bind", prefix, prefix]
+    options += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    return options
+
+
+# The root and /dev are tmpfs that bwrap creates; read-only, they cannot hold a student's files.
+FINAL_OPTIONS = ("--remount-ro", "/dev", "--remount-ro", "/")
+
+
+@functools.cache
+def bubblewrap_problem(bwrap):
+    """Why `bwrap` cannot sandbox Python here, or None when it can (tried once per process)."""
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed"
+    probe = [bwrap, *system_options(Limits()), *FINAL_OPTIONS, "--chdir", "/", "--"]
+    probe += [sys.executable, "-I", "-c", "import numpy"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bwrap failed its self-test: {error}"
+    if done.returncode != 0:
+        return f"bwrap failed its self-test: {done.stderr.strip()[-500:]}"
+    return None
+
+
+def refuse_course_root(path):
+    """A bind of the course root, or a folder above it, would show solutions/ to the sandbox."""
+    if COURSE_ROOT.is_relative_to(path):
+        raise ValueError(f"{path} contains the course repository; it must not be visible in a sandbox")
+
+
+class Sandbox:
+    """Run commands for one submission: it may read `submission` and write only to `scratch`.
+
+    `read_only` lists more folders to show, read-only (data sets, say).
+    `bwrap` names the bubblewrap program.
+    """
+
+    def __init__(self, submission, scratch, limits=Limits(), read_only=(), bwrap="bwrap"):
+        self.submission = Path(submission).resolve()
+        self.scratch = Path(scratch).resolve()
+        self.read_only = [Path(path).resolve() for path in read_only]
+        self.limits = limits
+        for path in (self.submission, self.scratch, *self.read_only, *map(Path, python_prefixes())):
+            refuse_course_root(path)
+        self.bwrap = shutil.which(bwrap)
+        self.problem = bubblewrap_problem(self.bwrap)
+        if self.problem:
+            logger.warning(
+                "SANDBOX DISABLED: %s. Student code for %s runs with resource limits only: it can "
+                "read solutions/, the gradebook and other submissions, and use the network.",
+                self.problem,
+                self.submission,
+            )
+
+    @property
+    def isolated(self):
+        return self.problem is None
+
+    def command(self, argv, cwd=None, info_fd=None):
+        """`argv` wrapped to run in the sandbox, in `cwd` (default: the scratch folder).
+
+        With `info_fd`, bwrap writes the host pid of the sandbox's first process there.
+        """
+        if not self.isolated:
+            return list(argv)
+        options = [self.bwrap, *system_options(self.limits)]
+        if info_fd is not None:
+            options += ["--info-fd", str(info_fd)]
+        for path in self.read_only:
+            options += ["--ro-bind", str(path), str(path)]
+        options += ["--ro-bind", str(self.submission), str(self.submission)]
+        options += ["--bind", str(self.scratch), str(self.scratch)]
+        options += [*FINAL_OPTIONS, "--chdir", str(cwd or self.scratch), "--"]
+        return options + list(argv)
+
+    def environment(self):
+        """The whole environment of a sandboxed command: nothing is inherited from the grader's."""
+        return {
+            "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
+            "HOME": str(self.scratch),
+            "TMPDIR": "/tmp" if self.isolated else str(self.scratch),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # One thread each: parallel grading shares the machine's cores.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+
+    def set_limits(self):
+        """Apply the resource limits; runs in the new process between fork and exec (preexec_fn)."""
+        limits = self.limits
+        # CPU: SIGXCPU at the limit, SIGKILL a second later if it is ignored.
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    def run(self, argv, cwd=None):
+        """Run `argv` in the sandbox to its end or its wall-clock limit; return a SandboxRun.
+
+        When it returns, every process the command started has ended.
+        """
+        start = time.monotonic()
+        with tempfile.TemporaryFile() as output, contextlib.ExitStack() as cleanup:
+            info_read = info_write = None
+            if self.isolated:
+                info_read, info_write = os.pipe()
+                cleanup.callback(os.close, info_read)
+            try:
+                process = subprocess.Popen(
+                    self.command(argv, cwd, info_write),
+                    cwd=cwd or self.scratch,
+                    env=self.environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=self.set_limits,
+                    start_new_session=True,
+                    pass_fds=() if info_write is None else (info_write,),
+                )
+            finally:
+                if info_write is not None:
+                    os.close(info_write)
+            try:
+                process.wait(timeout=self.limits.wall_seconds)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                # Killing bwrap first would leave its sandbox to die a moment later, after
+                # this returns; killing the sandbox's first process ends all of its processes,
+                # and bwrap exits once they have.
+                kill_sandbox(info_read, process)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
+            finally:
+                # Also ends what an unsandboxed command left running in its process group.
+                kill_group(process.pid)
+                process.wait()
+            output.seek(0)
+            text = output.read(self.limits.output_bytes).decode(errors="replace")
+        returncode = process.returncode
+        if self.isolated and returncode > 128:
+            returncode = 128 - returncode  # bwrap reports death by signal N as 128 + N
+        return SandboxRun(returncode, timed_out, text, self.isolated, time.monotonic() - start)
+
+
+def kill_sandbox(info_fd, bwrap_process):
+    """SIGKILL the sandbox's first process, named on bwrap's `--info-fd`, if it is bwrap's child."""
+    if info_fd is None:
+        return
+    os.set_blocking(info_fd, False)
+    try:
+        info, _ = json.JSONDecoder().raw_decode(os.read(info_fd, 4096).decode())
+        pid = int(info["child-pid"])
+        with open(f"/proc/{pid}/status") as status:
+            parent = next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return
+    if parent == bwrap_process.pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill_group(process_group):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process_group, signal.SIGKILL)
+
+
+def describe_exit(run, limits):
+    """How a sandboxed run ended, in words for a student."""
+    if run.timed_out:
+        return f"it was stopped at the time limit of {limits.wall_seconds:g} s"
+    if run.returncode >= 0:
+        return f"it exited with status {run.returncode}"
+    number = -run.returncode
+    name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+    causes = {
+        signal.SIGXCPU: f"the CPU time limit of {limits.cpu_seconds} s",
+        signal.SIGKILL: "often for using too much memory or time",
+        signal.SIGSEGV: "a crash",
+    }
+    return f"it was killed by {name}" + (f" ({causes[number]})" if number in causes else "")

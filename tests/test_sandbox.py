@@ -1,0 +1,213 @@
+"""The sandbox: what a student's code can and cannot reach, and the limits that stop it.
+
+Each test runs a small Python program in a sandbox and asserts from its
+output, and checks the same access from the grader, outside, where it works.
+"""
+
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import REFERENCE, ROOT
+
+from autograder.sandbox import MIB, Limits, Sandbox, bubblewrap_problem
+
+requires_bubblewrap = pytest.mark.skipif(
+    bubblewrap_problem(shutil.which("bwrap")) is not None,
+    reason=f"no working bubblewrap: {bubblewrap_problem(shutil.which('bwrap'))}",
+)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """A submission (alice's), another student's (bob's, with a secret) and a scratch folder."""
+    alice, bob, scratch = tmp_path / "alice", tmp_path / "bob", tmp_path / "scratch"
+    for folder in (alice, bob, scratch):
+        folder.mkdir()
+    (alice / "notebook.ipynb").write_text("{}")
+    (bob / "secret.txt").write_text("bob's answers")
+    return alice, bob, scratch
+
+
+def run_python(sandbox, code):
+    return sandbox.run([sys.executable, "-I", "-c", textwrap.dedent(code)])
+
+
+def attempts(sandbox, code):
+    """Run `code`, which prints a JSON dict of what each `attempt(action)` gave; return that dict."""
+    run = run_python(sandbox, TRY + textwrap.dedent(code))
+    assert run.returncode == 0, run.output
+    return json.loads(run.output.strip().splitlines()[-1])
+
+
+TRY = """
+import json, os
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as error:
+        return type(error).__name__
+"""
+
+
+@requires_bubblewrap
+def test_sandboxed_code_cannot_read_the_course_or_other_students(folders):
+    alice, bob, scratch = folders
+    targets = [REFERENCE / "layers.py", ROOT / "pyproject.toml", bob / "secret.txt"]
+    for target in targets:  # they are there, and the grader can read them
+        target.read_bytes()
+    code = f"""
+    targets = {[str(t) for t in targets]!r}
+    results = {{t: attempt(lambda t=t: open(t).read()) for t in targets}}
+    results["own notebook"] = attempt(lambda: open({str(alice / "notebook.ipynb")!r}).read())
+    results["course root lists"] = sorted(os.listdir({str(ROOT)!r}))
+    print(json.dumps(results))
+    """
+    results = attempts(Sandbox(alice, scratch), code)
+    assert all(results[str(t)] == "FileNotFoundError" for t in targets), results
+    assert results["own notebook"] == "allowed"
+    # Only the environment that runs Python, never solutions/ or assignments/.
+    assert results["course root lists"] == [".venv"]
+
+
+@requires_bubblewrap
+def test_sandboxed_code_can_write_only_to_its_scratch_folder(folders):
+    alice, bob, scratch = folders
+    places = [scratch / "out.txt", alice / "out.txt", bob / "out.txt", ROOT / ".venv" / "out.txt"]
+    places += ["/out.txt", "/usr/out.txt", "/dev/out.txt"]
+    code = f"""
+    places = {[str(p) for p in places]!r}
+    print(json.dumps({{p: attempt(lambda p=p: open(p, "w").write("x")) for p in places}}))
+    """
+    results = attempts(Sandbox(alice, scratch), code)
+    assert results.pop(str(scratch / "out.txt")) == "allowed"
+    assert (scratch / "out.txt").read_text() == "x"
+    assert set(results.values()) <= {"OSError", "FileNotFoundError"}, results
+    assert not (alice / "out.txt").exists() and not (bob / "out.txt").exists()
+
+
+@requires_bubblewrap
+def test_sandboxed_code_has_no_network(folders):
+    alice, _, scratch = folders
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # open from the grader
+        code = f"""
+        import socket
+        results = {{
+            "grader's port": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=5)),
+            "internet": attempt(lambda: socket.create_connection(("1.1.1.1", 53), timeout=5)),
+        }}
+        print(json.dumps(results))
+        """
+        results = attempts(Sandbox(alice, scratch), code)
+    assert results == {"grader's port": "ConnectionRefusedError", "internet": "OSError"}
+
+
+@requires_bubblewrap
+def test_a_process_started_with_the_launcher_api_is_sandboxed(folders):
+    """What a kernel launcher does: Popen with command, environment and set_limits."""
+    alice, _, scratch = folders
+    sandbox = Sandbox(alice, scratch)
+    code = f"import os; print(sorted(os.listdir({str(ROOT)!r})))"
+    done = subprocess.run(
+        sandbox.command([sys.executable, "-I", "-c", code], cwd=alice),
+        env=sandbox.environment(),
+        preexec_fn=sandbox.set_limits,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "['.venv']"
+
+
+@pytest.mark.parametrize(
+    "new_session", [False, pytest.param(True, marks=requires_bubblewrap, id="escaping-its-process-group")]
+)
+def test_the_wall_clock_limit_ends_the_command_and_what_it_started(folders, new_session):
+    alice, _, scratch = folders
+    heartbeat = scratch / "heartbeat"
+    code = f"""
+    import os, subprocess, sys, time
+    beat = (
+        "import time\\nwhile True:\\n"
+        "    open({str(heartbeat)!r}, 'w').write(repr(time.time()))\\n    time.sleep(0.05)"
+    )
+    subprocess.Popen([sys.executable, "-c", beat], start_new_session={new_session})
+    while not os.path.exists({str(heartbeat)!r}):
+        time.sleep(0.01)
+    while True:
+        pass
+    """
+    start = time.monotonic()
+    run = run_python(Sandbox(alice, scratch, Limits(wall_seconds=3)), code)
+    assert run.timed_out and time.monotonic() - start < 10
+    last = heartbeat.read_text()
+    time.sleep(0.5)
+    assert heartbeat.read_text() == last, "the background process outlived the time limit"
+
+
+def test_the_cpu_limit_kills_a_busy_loop(folders):
+    alice, _, scratch = folders
+    run = run_python(Sandbox(alice, scratch, Limits(cpu_seconds=1, wall_seconds=30)), "while True: pass")
+    assert not run.timed_out
+    assert run.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+
+
+def test_the_memory_limit_stops_a_large_allocation(folders):
+    alice, _, scratch = folders
+    code = "import numpy as np\ntry:\n    np.ones(2**28)\nexcept MemoryError:\n    print('MemoryError')"
+    run = run_python(Sandbox(alice, scratch, Limits(memory_bytes=1024 * MIB)), code)
+    assert run.output.strip() == "MemoryError"
+
+
+def test_output_is_kept_only_up_to_its_limit(folders):
+    alice, _, scratch = folders
+    code = "import sys\nprint('x' * 100_000)\nprint('y' * 100_000, file=sys.stderr)"
+    run = run_python(Sandbox(alice, scratch, Limits(output_bytes=1000)), code)
+    assert run.returncode == 0 and run.output == "x" * 1000
+
+
+def test_writing_a_huge_file_is_stopped(folders):
+    alice, _, scratch = folders
+    code = f"open({str(scratch / 'big')!r}, 'wb').write(b'x' * {4 * MIB})"
+    run = run_python(Sandbox(alice, scratch, Limits(file_bytes=MIB)), code)
+    assert "OSError: [Errno 27] File too large" in run.output  # Python ignores SIGXFSZ
+    assert (scratch / "big").stat().st_size <= MIB
+
+
+def test_without_bubblewrap_it_warns_loudly_and_says_so(folders, caplog):
+    alice, _, scratch = folders
+    with caplog.at_level(logging.WARNING):
+        sandbox = Sandbox(alice, scratch, Limits(memory_bytes=1024 * MIB), bwrap="no-such-bwrap")
+    assert "SANDBOX DISABLED" in caplog.text
+    code = "import numpy as np\ntry:\n    np.ones(2**28)\nexcept MemoryError:\n    print('limited')"
+    run = run_python(sandbox, code)
+    assert run.isolated is False
+    assert run.output.strip() == "limited"  # the resource limits still hold
+
+
+def test_it_refuses_to_show_the_course_repository(tmp_path):
+    with pytest.raises(ValueError, match="course repository"):
+        Sandbox(ROOT, tmp_path)
+    with pytest.raises(ValueError, match="course repository"):
+        Sandbox(tmp_path, tmp_path, read_only=[ROOT.parent])
+
+
+@requires_bubblewrap
+def test_sandboxed_code_cannot_make_namespaces_of_its_own(folders):
+    """A user namespace would let it mount file systems: more of the kernel to attack."""
+    alice, _, scratch = folders
+    unshare = ["/usr/bin/unshare", "--user", "--map-root-user", "true"]
+    if subprocess.run(unshare, check=False).returncode != 0:
+        pytest.skip("user namespaces are not available here at all")
+    run = Sandbox(alice, scratch).run(unshare)
+    assert run.returncode != 0 and "unshare failed" in run.output
