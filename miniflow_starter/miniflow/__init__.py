@@ -6,6 +6,7 @@ from .layers import Linear, Sigmoid
 from .losses import MSE, CrossEntropyWithSoftmax
 from .node import DummyGrad, Input, MiniflowError, Node
 from .optim import sgd_update
+from .selfcheck import check
 
 __all__ = [
     "Node",
@@ -24,4 +25,5 @@ __all__ = [
     "forward_and_backward",
     "sgd_update",
     "accuracy",
+    "check",
 ]
