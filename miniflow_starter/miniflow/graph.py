@@ -1,7 +1,5 @@
 """The engine: puts a graph in order, runs it forward and sends gradients back."""
 
-import contextlib
-
 import numpy as np
 
 from .losses import CrossEntropyWithSoftmax
@@ -79,23 +77,21 @@ def feed(nodes, feed_dict, output_node):
             node.feed(feed_dict[node])
 
 
-@contextlib.contextmanager
-def naming(node, method):
-    """Add the failing node to the message of any error its method raises (Python 3.11+)."""
-    try:
-        yield
-    except Exception as error:
-        if hasattr(error, "add_note") and not isinstance(error, MiniflowError):
-            error.add_note(f"raised in {method} of {node}")
-        raise
+def name_failing_node(error, node, method):
+    """Record which node's method raised `error`: as `error.failing_node`, and in its message."""
+    error.failing_node = node
+    if hasattr(error, "add_note") and not isinstance(error, MiniflowError):  # Python 3.11+
+        error.add_note(f"raised in {method} of {node}")
 
 
 def run_forward(nodes):
     """Compute each node's value, in order."""
     for node in nodes:
-        inputs = [inbound.value for inbound in node.inbound_nodes]
-        with naming(node, "forward"):
-            node.value = node.forward(*inputs)
+        try:
+            node.value = node.forward(*[inbound.value for inbound in node.inbound_nodes])
+        except Exception as error:
+            name_failing_node(error, node, "forward")
+            raise
         if node.value is None:
             node.fail("forward returned None; return the value instead of storing it")
 
@@ -109,8 +105,27 @@ def nodes_needing_gradients(nodes, wrt):
     return needing
 
 
-def run_backward(nodes, needing):
-    """Send gradients from the last node of `nodes` back to every node in `needing`.
+def backward_steps(nodes, needing):
+    """What run_backward does at each node of `needing`, last node first.
+
+    Each step is (node, its needs_grad, the (position, inbound) pairs to send
+    gradients to).
+    """
+    steps = []
+    for node in reversed(nodes):
+        if node in needing:
+            needs_grad = tuple(inbound in needing for inbound in node.inbound_nodes)
+            targets = tuple(
+                (position, inbound)
+                for position, inbound in enumerate(node.inbound_nodes)
+                if needs_grad[position]
+            )
+            steps.append((node, needs_grad, targets))
+    return steps
+
+
+def run_backward(nodes, steps):
+    """Send gradients from the last node of `nodes` back, following `steps` (see backward_steps).
 
     Fills each node's `gradients` dict afresh (see Node).
     """
@@ -118,24 +133,23 @@ def run_backward(nodes, needing):
     totals = {output: np.ones(np.shape(output.value), dtype=gradient_dtype(output.value))}
     for node in nodes:
         node.gradients = {}
-    for node in reversed(nodes):
-        if node not in needing:
-            continue
+    for node, needs_grad, targets in steps:
         grad = totals.get(node)
         if grad is None:  # every consumer said "no gradient" (labels, say)
             grad = np.zeros(np.shape(node.value), dtype=gradient_dtype(node.value))
         node.gradients[node] = grad
-        if not node.inbound_nodes:
+        if not targets:
             continue
-        node.needs_grad = tuple(inbound in needing for inbound in node.inbound_nodes)
-        if not any(node.needs_grad):
-            continue
-        with naming(node, "backward"):
+        node.needs_grad = needs_grad
+        try:
             input_grads = node.backward(grad, *[inbound.value for inbound in node.inbound_nodes])
-        for position, (inbound, input_grad) in enumerate(
-            zip(node.inbound_nodes, as_gradient_list(node, input_grads), strict=True)
-        ):
-            if input_grad is None or inbound not in needing:
+        except Exception as error:
+            name_failing_node(error, node, "backward")
+            raise
+        input_grads = as_gradient_list(node, input_grads)
+        for position, inbound in targets:
+            input_grad = input_grads[position]
+            if input_grad is None:
                 continue
             if np.shape(input_grad) != np.shape(inbound.value):
                 node.fail(
@@ -183,7 +197,7 @@ def forward_and_backward(graph):
     """
     nodes = graph_of(graph[-1])
     run_forward(nodes)
-    run_backward(nodes, needing=set(nodes))
+    run_backward(nodes, backward_steps(nodes, needing=set(nodes)))
     return graph[-1].value
 
 
@@ -199,11 +213,17 @@ def value_and_grad(node, feed_dict, wrt=()):
     run_forward(nodes)
     if not wrt:
         return node.value, []
-    in_graph = set(nodes)
-    for target in wrt:
-        if target not in in_graph:
-            raise MiniflowError(f"{target} (in wrt) is not part of the graph of {node}")
-    run_backward(nodes, nodes_needing_gradients(nodes, wrt))
+    # What backward does at each node depends only on the graph and wrt: work it
+    # out on the first batch, not on every one.
+    wrt = tuple(wrt)
+    plans = node.cached_backward_plans
+    if wrt not in plans:
+        in_graph = set(nodes)
+        for target in wrt:
+            if target not in in_graph:
+                raise MiniflowError(f"{target} (in wrt) is not part of the graph of {node}")
+        plans[wrt] = backward_steps(nodes, nodes_needing_gradients(nodes, wrt))
+    run_backward(nodes, plans[wrt])
     return node.value, [target.gradients[target] for target in wrt]
 
 

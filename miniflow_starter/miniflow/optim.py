@@ -16,7 +16,7 @@ def sgd_update(trainables, learning_rate=1e-2):
         grad = t.gradients.get(t)
         if grad is None:
             raise MiniflowError(f"{t} has no gradient yet; compute it (wrt=[...]) before sgd_update")
-        if not np.issubdtype(np.asarray(t.value).dtype, np.floating):
+        if np.asarray(t.value).dtype.kind != "f":  # not a float array
             raise MiniflowError(
                 f"{t} holds {np.asarray(t.value).dtype} values, which cannot take a fractional "
                 "step; feed weights as floats, e.g. np.asarray(W, dtype=np.float32)"

@@ -51,11 +51,11 @@ class CrossEntropyWithSoftmax(Node):
         m, k = np.shape(logits)
         if np.shape(labels) != (m,):
             self.fail(f"labels must have shape ({m},) for logits {np.shape(logits)}; got {np.shape(labels)}")
-        if not np.issubdtype(np.asarray(labels).dtype, np.integer):
+        if np.asarray(labels).dtype.kind not in "iu":  # signed or unsigned integers
             self.fail(f"labels must be integer class indices; got dtype {np.asarray(labels).dtype}")
-        bad = np.flatnonzero((labels < 0) | (labels >= k))
-        if bad.size:
-            self.fail(f"labels must lie in [0, {k}); row {bad[0]} has label {labels[bad[0]]}")
+        if m and (labels.min() < 0 or labels.max() >= k):
+            row = int(np.flatnonzero((labels < 0) | (labels >= k))[0])
+            self.fail(f"labels must lie in [0, {k}); row {row} has label {labels[row]}")
 
     def _softmax(self, x):
         """Each row of x (m, k) turned into probabilities that sum to 1."""
@@ -69,17 +69,19 @@ class CrossEntropyWithSoftmax(Node):
         self.check_inputs(logits, labels)
         ### BEGIN SOLUTION
         # hint: mean of -log(softmax) at the labels; log(softmax(z)) = z - log(sum(exp(z))), z minus its max
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        rows = np.arange(len(labels))
-        return -log_probs[rows, labels].mean()
+        shifted = logits - logits.max(axis=1, keepdims=True)  # the same softmax, and exp cannot overflow
+        exps = np.exp(shifted)
+        sums = exps.sum(axis=1, keepdims=True)
+        self.probabilities = exps / sums  # kept for backward, which needs exactly these
+        log_probabilities = shifted - np.log(sums)
+        return -log_probabilities[np.arange(len(labels)), labels].mean()
         ### END SOLUTION
 
     def backward(self, grad, logits, labels):
         """grad is a scalar; return (gradient for logits (m, k), None: labels get none)."""
         ### BEGIN SOLUTION
-        # hint: the gradient of the mean loss is (softmax - one_hot(labels)) / m, times grad
-        d_logits = self._softmax(logits)
+        # hint: grad * (softmax - one_hot(labels)) / m; keep the softmax from forward or use self._softmax
+        d_logits = self.probabilities.copy()
         d_logits[np.arange(len(labels)), labels] -= 1
         return grad * d_logits / len(labels), None
         ### END SOLUTION

@@ -26,8 +26,9 @@ _creation_counter = itertools.count()
 
 
 def gradient_dtype(value):
-    """The float dtype a gradient of `value` has: float32 stays float32, ints get float64."""
-    return np.result_type(np.asarray(value).dtype, np.float32)
+    """The dtype of a gradient of `value`: its own float dtype (float32 stays float32), else float64."""
+    dtype = np.asarray(value).dtype
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
 class Node:
@@ -65,6 +66,7 @@ class Node:
         # Nodes are told apart by creation order in messages and in sorting.
         self.creation_index = next(_creation_counter)
         self.cached_graph = None
+        self.cached_backward_plans = {}  # see value_and_grad
         for node in inbound_nodes:
             node.outbound_nodes.append(self)
 
@@ -143,4 +145,3 @@ class DummyGrad(Node):
                 f"broadcast to its input's shape {np.shape(x)}"
             )
         return (injected.astype(gradient_dtype(x)),)
-

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..graph import feed, graph_of, run_backward, run_forward
+from ..graph import backward_steps, feed, graph_of, run_backward, run_forward
 
 FINITE_DIFFERENCE_LIMIT = 64  # inputs with more entries than this are not checked numerically
 
@@ -148,12 +148,9 @@ def run_forward_one_by_one(trace, caught):
 def run_backward_recording_failure(trace):
     """Run the engine's backward pass; if a node raises, record which one."""
     try:
-        run_backward(trace.nodes, needing=set(trace.nodes))
+        run_backward(trace.nodes, backward_steps(trace.nodes, needing=set(trace.nodes)))
     except Exception as error:
-        # run_backward empties every node's gradients, then walks the nodes in
-        # reverse and sets gradients[node] just before calling node.backward; so
-        # the reached nodes are the last ones, and the first of them raised.
-        failing = next((node for node in trace.nodes if node in node.gradients), trace.output)
+        failing = getattr(error, "failing_node", trace.output)  # set by the engine
         record_failure(trace.records[failing], "backward", error)
 
 
