@@ -23,10 +23,11 @@ FORWARD_RULES = {
 BACKWARD_RULES = {
     "Add": "d({sum})/d{this} = 1",
     "Mul": "d({product})/d{this} = {others}",
+    # In index form: turning these sums into matrix code is the student's exercise.
     "Linear": (
-        "{this} gets grad @ {1}.T",
-        "{this} gets {0}.T @ grad",
-        "{this} gets grad summed over the rows",
+        "d{this}[i, k] = sum over j of grad[i, j] * {1}[k, j]",
+        "d{this}[k, j] = sum over i of {0}[i, k] * grad[i, j]",
+        "d{this}[j] = sum over i of grad[i, j]",
     ),
     "Sigmoid": "d sigmoid({0})/d{0} = {out} * (1 - {out})",
     "MSE": ("{this} gets 2 * ({0} - {1}) / n * grad", "{this} gets -2 * ({0} - {1}) / n * grad"),
