@@ -1,11 +1,12 @@
 """The `miniflow-course` command: instructor tools for the miniflow course."""
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from . import release, starter
+from . import grade, release, sandbox, starter
 
 
 def starter_paths(root):
@@ -46,6 +47,69 @@ def check_or_build(name, build, find_stale):
     return run
 
 
+def grade_submissions(args):
+    """Grade SUBMISSIONS (or, with --samples, the bundled samples) and print the grade table."""
+    if bool(args.submissions) == args.samples:
+        print("give either SUBMISSIONS or --samples", file=sys.stderr)
+        return 2
+    settings = grade.Settings(
+        workers=args.workers,
+        cell_timeout=args.cell_timeout,
+        student_timeout=args.student_timeout,
+        data=args.data,
+    )
+    problem = sandbox.bubblewrap_problem(shutil.which("bwrap"))
+    if problem:
+        print(
+            f"WARNING: SANDBOX DISABLED ({problem}): student code will run with resource limits only,\n"
+            "able to read the solutions, the gradebook and other submissions. Install bubblewrap.",
+            file=sys.stderr,
+        )
+    try:
+        course = grade.Course(args.root)
+        if args.samples:
+            rows = grade.grade_samples(args.out, course, settings)
+        else:
+            rows = grade.grade(args.submissions, args.out, course, settings)
+    except grade.GradingError as error:
+        print(f"cannot grade: {error}", file=sys.stderr)
+        return 1
+    print(grade.format_table(rows))
+    print(f"wrote {Path(args.out) / 'grades.csv'}, tests.csv, feedback/ and logs/")
+    return 0
+
+
+def add_grade_command(commands):
+    defaults = grade.Settings()
+    parser = commands.add_parser(
+        "grade", help="autograde a folder of submissions with nbgrader; write grades, tests and feedback"
+    )
+    parser.add_argument("submissions", nargs="?", help="a folder with one folder per student")
+    parser.add_argument("--samples", action="store_true", help="grade the bundled sample submissions instead")
+    parser.add_argument("--out", required=True, help="where grades.csv, tests.csv, feedback/ and logs/ go")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="students graded at once (default: %(default)s, the cores)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        help="seconds a cell may run (default: Execute.timeout in nbgrader_config.py)",
+    )
+    parser.add_argument(
+        "--student-timeout",
+        type=float,
+        default=defaults.student_timeout,
+        help="seconds for one student's whole grading (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data", default=defaults.data, help="the MNIST folder kernels may read (default: $MINIFLOW_DATA)"
+    )
+    parser.set_defaults(run=grade_submissions)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="miniflow-course", description=__doc__)
     parser.add_argument("--root", default=".", help="the course root (default: the current folder)")
@@ -65,6 +129,7 @@ def main(argv=None):
         subparser = commands.add_parser(command, help=help_text)
         subparser.add_argument("--check", action="store_true", help="only report whether it is stale")
         subparser.set_defaults(run=run)
+    add_grade_command(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -8,13 +8,13 @@ requirements.txt), and ``miniflow/``: the starter package generated from
 so nothing in it can leak a solution.
 """
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from . import starter
+from .environment import put_environment_bin_on_path
 from .trees import differing_files
 
 ASSIGNMENT = "miniflow-lab"
@@ -28,12 +28,9 @@ class ReleaseError(RuntimeError):
 
 def run_nbgrader(root, *args):
     """Run an nbgrader command in the course root, as an instructor would."""
-    env = dict(os.environ)
-    # nbgrader runs alembic from the environment's bin (DESIGN.md section 4).
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=root, env=env, capture_output=True, text=True
-    )
+    put_environment_bin_on_path()
+    command = [sys.executable, "-m", "nbgrader", *args]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         log = (result.stdout + result.stderr).strip()
         raise ReleaseError(f"`nbgrader {' '.join(args)}` failed in {root}:\n{log[-4000:]}")

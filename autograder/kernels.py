@@ -1,0 +1,86 @@
+"""Notebook kernels that run in the sandbox, for nbgrader's Execute preprocessor.
+
+nbclient starts each notebook's kernel through a jupyter_client kernel
+manager; `SandboxedKernelManager` starts it inside a `Sandbox`
+(autograder/sandbox.py): the kernel may read the notebook's folder (the
+student's autograded copy, with their miniflow/) and `read_only_paths` (the
+MNIST folder), write only to a scratch folder of its own, and has no network.
+
+As sandbox.py explains, such a kernel talks over IPC sockets kept in its
+scratch folder, is started as an independent process (inside, its parent is
+the sandbox's first process) and is interrupted by message: a SIGINT to its
+process group would end bubblewrap instead.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Integer, List, Unicode
+
+from .sandbox import GIB, Limits, Sandbox
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run in a Sandbox, under resource limits."""
+
+    cpu_seconds = Integer(1800, help="CPU time a kernel may use over its whole notebook").tag(config=True)
+    memory_bytes = Integer(2 * GIB, help="Address space a kernel process may use").tag(config=True)
+    read_only_paths = List(
+        Unicode(), help="Folders a kernel may read besides its notebook's folder (data sets)"
+    ).tag(config=True)
+    passed_environment = List(
+        Unicode(),
+        ["NBGRADER_EXECUTION", "MINIFLOW_DATA"],
+        help="Environment variables handed to the kernel; it inherits nothing else",
+    ).tag(config=True)
+
+    scratch = None
+    sandbox = None
+
+    @property
+    def kernel_spec(self):
+        spec = super().kernel_spec
+        if spec is not None:
+            spec.interrupt_mode = "message"
+        return spec
+
+    @property
+    def limits(self):
+        return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes)
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.scratch = Path(tempfile.mkdtemp(prefix="miniflow-kernel-"))
+        self.transport = "ipc"
+        self.ip = str(self.scratch / "ipc")
+        self.connection_file = str(self.scratch / "kernel.json")
+        cwd = kw.get("cwd") or os.getcwd()
+        self.sandbox = Sandbox(cwd, self.scratch, self.limits, read_only=self.read_only_paths)
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        passed = {name: os.environ[name] for name in self.passed_environment if name in os.environ}
+        kw.update(
+            env=self.sandbox.environment() | passed,
+            # Unsandboxed, the kernel watches this process and ends with it.
+            independent=self.sandbox.isolated,
+            preexec_fn=self.sandbox.set_limits,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self.sandbox.command(kernel_cmd, cwd), kw
+
+    async def _async_cleanup_resources(self, restart=False):
+        await super()._async_cleanup_resources(restart=restart)
+        if self.scratch is not None and not restart:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def exit_status(self):
+        """The kernel process's return code (negative for a signal), or None while it runs."""
+        process = getattr(self.provisioner, "process", None)
+        code = process.poll() if process is not None else None
+        if code is not None and self.sandbox.isolated and code > 128:
+            code = 128 - code  # bwrap reports death by signal N as 128 + N
+        return code

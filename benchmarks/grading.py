@@ -1,0 +1,134 @@
+"""Benchmark `miniflow-course grade`: one worker, two workers, and bare nbclient runs of the same notebooks.
+
+    .venv/bin/python benchmarks/grading.py                          # 40 submissions, every notebook
+    .venv/bin/python benchmarks/grading.py --count 10 --notebooks 01 02 03
+
+In a scratch copy of the course (release built, its own gradebook), COUNT
+submissions cycle through a mix of the bundled samples (the reference, the
+untouched starter and typical mistakes; no endless loops, which would time the
+timeout). In one run they are graded with one worker, then again with two, and
+then the notebooks nbgrader executed (the autograded ones, hidden tests in) are
+run bare with nbclient, one after the other, each beside its student's miniflow/,
+as plain `nbgrader autograde` would run them with no sandbox, checks, feedback or
+gradebook. Printed: seconds per submission, the speedup of two workers over one
+(target: at least 1.7 on 2 cores) and the overhead of grading with one worker over
+the bare runs (target: at most 1.3). Compare only figures from one run: the
+machine's load changes them all.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from autograder import release
+from autograder.grade import Course, Settings, grade
+from autograder.submissions import materialise_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MIX = (
+    "reference",
+    "starter",
+    "ce_summed",
+    "sigmoid_naive",
+    "bias_grad_wrong_axis",
+    "mul_fanout_by_identity",
+    "sigmoid_upstream_ignored",
+    "ce_grad_not_averaged",
+)
+
+
+def scratch_course(folder):
+    for name in ("nbgrader_config.py", "assignments", "solutions"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, folder / name)
+    release.build_release(folder)
+    return Course(folder)
+
+
+def write_submissions(course, folder, count, notebooks):
+    released = course.folder(course.coursedir.release_directory, ".")
+    source = course.folder(course.coursedir.source_directory, ".")
+    for index in range(count):
+        sample = MIX[index % len(MIX)]
+        student = materialise_sample(sample, folder / f"s{index:02d}-{sample}", released, source)
+        for path in student.glob("*.ipynb"):
+            if notebooks and not path.stem.startswith(tuple(notebooks)):
+                path.unlink()
+
+
+def run_bare(course, students):
+    """Execute every autograded notebook bare with nbclient, one after the other; return the seconds."""
+    start = time.perf_counter()
+    for student in students:
+        folder = course.folder(course.coursedir.autograded_directory, student)
+        for path in sorted(folder.glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            for cell in notebook.cells:
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            client = NotebookClient(notebook, kernel_name="python3", timeout=600, allow_errors=True)
+            client.execute(cwd=str(folder), env=dict(os.environ), stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=40, help="submissions (default: %(default)s)")
+    parser.add_argument("--notebooks", nargs="*", help="notebook name prefixes to keep (default: all)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default: 2)")
+    args = parser.parse_args(argv)
+    data = os.environ.setdefault("MINIFLOW_DATA", str(SHARED_MNIST))
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+    with tempfile.TemporaryDirectory(prefix="grading-benchmark-") as scratch:
+        scratch = Path(scratch)
+        (scratch / "course").mkdir()
+        course = scratch_course(scratch / "course")
+        write_submissions(course, scratch / "submissions", args.count, args.notebooks)
+        students = sorted(path.name for path in (scratch / "submissions").iterdir())
+        print(f"{args.count} submissions, a mix of {', '.join(MIX)}; notebooks: {args.notebooks or 'all'}")
+        print(f"MINIFLOW_DATA={data}; {len(os.sched_getaffinity(0))} cores")
+
+        seconds = {}
+        for workers in (1, args.workers):
+            start = time.perf_counter()
+            grade(
+                scratch / "submissions",
+                scratch / f"out{workers}",
+                course,
+                Settings(workers=workers, data=data),
+            )
+            seconds[workers] = time.perf_counter() - start
+            grades = [(scratch / f"out{n}" / "grades.csv").read_text() for n in (1, workers)]
+            if grades[0] != grades[1]:
+                print("warning: the grades differ between one worker and several")
+        os.environ["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader sets it: training cells stop early
+        bare = run_bare(course, students)
+
+    def line(label, total):
+        return f"{label:<28}{total:8.1f} s  {total / args.count:6.1f} s per submission"
+
+    print(line("grade, 1 worker", seconds[1]))
+    speedup = seconds[1] / seconds[args.workers]
+    print(
+        line(f"grade, {args.workers} workers", seconds[args.workers])
+        + f"  speedup {speedup:.2f}x (target >= 1.7)"
+    )
+    overhead = seconds[1] / bare
+    print(line("bare nbclient, serial", bare) + f"  grading overhead {overhead:.2f}x (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

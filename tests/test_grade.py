@@ -1,0 +1,416 @@
+"""`miniflow-course grade`: nbgrader's pipeline with sandboxed kernels, trusted checks and hardened repairs.
+
+Fast tests cover taking submissions in, the preprocessors one cell at a time,
+the check table and the fixture recipes. Slow tests grade for real, in a
+scratch copy of the course (its own gradebook, built by build-release):
+
+- the bundled samples: the reference gets full marks, the untouched starter zero,
+  typical mistakes lose the tests that catch them, and nbgrader's own export and
+  the formgrader's API read the same gradebook;
+- the robustness fixtures (autograder/fixtures): each costs exactly its points;
+- a batch graded twice, with two workers and with one, gives the same files.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from conftest import MNIST, ROOT
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbgrader.apps.api import NbGraderAPI
+from nbgrader.utils import determine_grade
+
+from autograder import checks, cli, fixtures, release
+from autograder.grade import Course, Settings, grade, grade_samples
+from autograder.preprocessors import CHECKED_CELLS, HideHiddenTests, StderrIsNotFailure, TrustedChecks
+from autograder.sandbox import bubblewrap_problem
+from autograder.submissions import copy_into_course, find_submissions
+
+ASSIGNMENT = ROOT / "assignments" / release.ASSIGNMENT
+NOTEBOOKS = sorted(path.stem for path in ASSIGNMENT.glob("*.ipynb"))
+REGION = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+
+
+@pytest.fixture(scope="session")
+def course(tmp_path_factory):
+    """A scratch copy of the course, its release built and recorded in its own gradebook."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy2(ROOT / "nbgrader_config.py", root)
+    for name in ("assignments", "solutions"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    release.build_release(root)
+    return Course(root)
+
+
+def folders(course):
+    return (
+        course.folder(course.coursedir.release_directory, "."),
+        course.folder(course.coursedir.source_directory, "."),
+    )
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def scores(out):
+    return {
+        (row["student_id"], row["notebook"], row["test"]): float(row["score"])
+        for row in read_csv(out / "tests.csv")
+    }
+
+
+def grade_cell(source, outputs, grade_id="some_test", points=1.0):
+    cell = new_code_cell(source, outputs=outputs)
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": grade_id,
+        "locked": True,
+        "points": points,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    return cell
+
+
+def hidden_lines(notebook_text):
+    lines = set()
+    for region in REGION.findall(notebook_text):
+        lines |= {line.strip() for line in region.splitlines() if len(line.strip()) >= 12}
+    return lines
+
+
+def given_lines():
+    """Lines students see anyway: everything outside hidden-test regions, and the reference package."""
+    given = set()
+    for path in ASSIGNMENT.glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            given |= {line.strip() for line in REGION.sub("", cell.source).splitlines()}
+    for path in (ROOT / "solutions" / "miniflow").rglob("*.py"):
+        given |= {line.strip() for line in path.read_text().splitlines()}
+    return given
+
+
+def assert_no_hidden_tests(feedback_folder):
+    secret = (
+        set().union(*(hidden_lines(path.read_text()) for path in ASSIGNMENT.glob("*.ipynb"))) - given_lines()
+    )
+    for page in feedback_folder.rglob("*.html"):
+        text = page.read_text()
+        shown = [line for line in secret if line in text or line.replace('"', "&quot;") in text]
+        assert not shown, f"{page} shows hidden tests: {shown[:3]}"
+
+
+# Taking submissions in
+
+
+def notebook_file(path, source="x = 1"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(cells=[new_code_cell(source)]), path)
+
+
+def test_both_layouts_are_found_and_bad_folders_get_a_reason(tmp_path):
+    notebook_file(tmp_path / "alice" / "miniflow-lab" / "01-chain-rule.ipynb")
+    notebook_file(tmp_path / "bob" / "01-chain-rule.ipynb")
+    notebook_file(tmp_path / "bob smith" / "01-chain-rule.ipynb")
+    (tmp_path / "carol.zip").write_bytes(b"PK")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "__MACOSX").mkdir()
+
+    found = {submission.student_id: submission for submission in find_submissions(tmp_path, "miniflow-lab")}
+
+    assert sorted(found) == ["alice", "bob", "bob smith", "carol.zip"]
+    assert found["alice"].folder == tmp_path / "alice" / "miniflow-lab"
+    assert found["bob"].folder == tmp_path / "bob"
+    assert not found["alice"].problem and not found["bob"].problem
+    assert "not a valid student id" in found["bob smith"].problem
+    assert "Not a folder" in found["carol.zip"].problem
+
+
+def test_what_cannot_be_graded_is_left_out_and_noted(tmp_path):
+    student = tmp_path / "submissions" / "dan"
+    notebook_file(student / "01-chain-rule.ipynb")
+    (student / "02-linear-and-sigmoid.ipynb").write_text('{"cells": [')
+    notebook_file(student / "01-chain-rule-Copy1.ipynb")
+    (student / "miniflow").mkdir()
+    (student / "miniflow" / "layers.py").write_text("answer = 42\n")
+    secret = tmp_path / "solutions.py"
+    secret.write_text("the reference\n")
+    (student / "miniflow" / "graph.py").symlink_to(secret)
+    os.mkfifo(student / "pipe")
+    [submission] = find_submissions(tmp_path / "submissions", "miniflow-lab")
+    destination = tmp_path / "course" / "submitted" / "dan" / "miniflow-lab"
+
+    copy_into_course(
+        submission, destination, ["01-chain-rule", "02-linear-and-sigmoid", "03-softmax-and-losses"]
+    )
+
+    assert sorted(path.name for path in destination.iterdir()) == ["01-chain-rule.ipynb", "miniflow"]
+    assert (destination / "miniflow" / "layers.py").read_text() == "answer = 42\n"
+    assert not (destination / "miniflow" / "graph.py").exists()
+    assert submission.notebooks == ["01-chain-rule"]
+    notes = " ".join(submission.notes)
+    for expected in (
+        "01-chain-rule-Copy1.ipynb is not one of the assignment's notebooks",
+        "miniflow/graph.py is a symbolic link: left out",
+        "pipe is not a regular file",
+        "02-linear-and-sigmoid.ipynb is not a notebook that can be graded (not valid JSON)",
+        "03-softmax-and-losses.ipynb is missing",
+    ):
+        assert expected in notes
+
+
+# The preprocessors, one cell at a time
+
+
+def test_a_test_cell_that_writes_to_stderr_keeps_its_points():
+    cell = grade_cell("check()", [new_output("stream", name="stderr", text="UserWarning: slow\n")])
+    assert determine_grade(cell)[0] == 0  # nbgrader alone
+
+    StderrIsNotFailure().preprocess_cell(cell, {}, 0)
+
+    assert determine_grade(cell)[0] == 1
+    assert "UserWarning: slow" in cell.outputs[0].text
+
+
+def check_result(name, parts, message=""):
+    score = sum(parts.values()) / len(parts)
+    outcome = "passed" if score == 1 else "wrong"
+    return checks.CheckResult(name, outcome, score, message, parts)
+
+
+def test_a_trusted_check_becomes_the_cells_score_with_partial_credit():
+    parts = {"gradient for X": True, "gradient for W": False, "gradient for b": True}
+    message = "Linear(X, W, b) with X (5, 4): gradient for W is wrong: expected 1.5, got 3"
+    result = check_result("linear_backward", parts, message)
+
+    def score(part, points):
+        cell = grade_cell("", TrustedChecks.verdict(result, part, points), points=points)
+        return determine_grade(cell)[0], cell.outputs
+
+    assert score("gradient for X", 1)[0] == 1
+    zero, outputs = score("gradient for W", 1)
+    assert zero == 0 and message in outputs[0].evalue
+    assert score(None, 3)[0] == pytest.approx(2)  # two of three parts, of 3 points
+
+
+def test_feedback_shows_a_hidden_tests_message_but_never_its_code():
+    source = "# Hidden tests: Mul.forward\n### BEGIN HIDDEN TESTS\nsecret_value = compute_secret(42)\n"
+    source += "assert answer() == secret_value, 'answer() is wrong'\n### END HIDDEN TESTS"
+    leaked = "secret_value = compute_secret(42)"
+    cell = grade_cell(
+        source,
+        [
+            new_output("stream", name="stdout", text=f"the caller's code: {leaked}\n"),
+            new_output(
+                "error",
+                ename="AssertionError",
+                evalue=f"answer() is wrong; by the way: {leaked}",
+                traceback=[f"----> 3 {leaked}", "AssertionError"],
+            ),
+        ],
+        grade_id="by_hand_f_general",
+    )
+
+    HideHiddenTests().preprocess_cell(cell, {}, 0)
+
+    assert cell.source.strip() == "# Hidden tests: Mul.forward"
+    assert [output.output_type for output in cell.outputs] == ["error"]
+    assert "answer() is wrong" in cell.outputs[0].evalue
+    assert leaked not in json.dumps(cell)
+
+
+def test_feedback_keeps_a_trusted_checks_verdict():
+    verdict = TrustedChecks.verdict(
+        check_result("mul_forward", {"value": False}, "Mul(x, y, z): value is wrong"), None, 1
+    )
+    cell = grade_cell(
+        "# Hidden tests\n### BEGIN HIDDEN TESTS\nassert secret()\n### END HIDDEN TESTS",
+        verdict,
+        grade_id="mul_forward",
+    )
+
+    HideHiddenTests().preprocess_cell(cell, {}, 0)
+
+    assert "Mul(x, y, z): value is wrong" in cell.outputs[0].evalue
+
+
+def test_every_checked_cell_is_a_hidden_test_whose_check_and_part_exist():
+    hidden_tests = {
+        cell.metadata["nbgrader"]["grade_id"]
+        for path in ASSIGNMENT.glob("*.ipynb")
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.metadata.get("nbgrader", {}).get("grade") and "BEGIN HIDDEN TESTS" in cell.source
+    }
+    assert set(CHECKED_CELLS) <= hidden_tests
+    for check, part in CHECKED_CELLS.values():
+        assert part is None or part in checks.prepare(check).parts
+
+
+# Fixtures and the command line
+
+
+def test_every_fixture_recipe_applies_to_the_current_release(course, tmp_path):
+    release_folder, source_folder = folders(course)
+    for name in fixtures.names():
+        folder = fixtures.materialise(name, tmp_path / name, release_folder, source_folder)
+        recipe = fixtures.RECIPES[name]
+        assert {path.stem for path in folder.glob("*.ipynb")} <= set(recipe["notebooks"])
+        assert set(recipe["lost"]) <= {test for tests in course.tests.values() for test, _ in tests}
+
+
+def test_grade_needs_the_assignment_in_the_gradebook(tmp_path, capsys):
+    shutil.copy2(ROOT / "nbgrader_config.py", tmp_path)
+
+    assert cli.main(["--root", str(tmp_path), "grade", "--samples", "--out", str(tmp_path / "out")]) == 1
+    assert "run `miniflow-course build-release` first" in capsys.readouterr().err
+
+
+def test_grade_takes_either_a_folder_or_the_samples(tmp_path, capsys):
+    assert cli.main(["grade", str(tmp_path), "--samples", "--out", str(tmp_path / "out")]) == 2
+    assert cli.main(["grade", "--out", str(tmp_path / "out")]) == 2
+
+
+# Grading for real
+
+
+@pytest.fixture(scope="session")
+def graded_samples(course, tmp_path_factory):
+    out = tmp_path_factory.mktemp("samples-out")
+    rows = grade_samples(out, course, Settings(workers=2, data=str(MNIST)))
+    return out, {row.student_id: row for row in rows}
+
+
+@pytest.mark.slow
+def test_the_reference_gets_full_marks_and_the_starter_zero(course, graded_samples):
+    out, rows = graded_samples
+    assert rows["reference"].score == rows["reference"].max_score == course.max_score
+    assert rows["reference"].reason == ""
+    graded = scores(out)
+    assert all(
+        graded[("starter", notebook, test)] == 0
+        for notebook, tests in course.tests.items()
+        for test, _ in tests
+    )
+    assert rows["starter"].status == "graded"
+
+
+@pytest.mark.slow
+def test_typical_mistakes_lose_the_tests_that_catch_them(graded_samples):
+    out, rows = graded_samples
+    graded = scores(out)
+    assert graded[("ce_summed", "03-softmax-and-losses", "cross_entropy_forward")] == 0
+    assert graded[("ce_summed", "03-softmax-and-losses", "cross_entropy_backward")] == 2
+    assert graded[("bias_grad_wrong_axis", "02-linear-and-sigmoid", "linear_backward_db")] == 0
+    assert graded[("bias_grad_wrong_axis", "02-linear-and-sigmoid", "linear_forward")] == 1
+    assert 0 < graded[("sigmoid_naive", "02-linear-and-sigmoid", "sigmoid_stability")] < 1  # right, but warns
+    for name in ("ce_summed", "bias_grad_wrong_axis", "sigmoid_naive"):
+        assert 0 < rows[name].score < rows[name].max_score
+
+
+@pytest.mark.slow
+def test_feedback_names_failed_tests_with_a_message_and_hides_hidden_tests(graded_samples):
+    out, _ = graded_samples
+    page = (out / "feedback" / "ce_summed" / "03-softmax-and-losses.html").read_text()
+    assert "cross_entropy_forward" in page
+    assert "times the expected value" in page  # the check's hint: a sum for a mean
+    for student in ("reference", "starter", "ce_summed"):
+        assert sorted(path.stem for path in (out / "feedback" / student).glob("*.html")) == NOTEBOOKS
+    assert_no_hidden_tests(out / "feedback")
+
+
+@pytest.mark.slow
+def test_nbgraders_export_and_formgrader_read_the_same_gradebook(course, graded_samples):
+    _, rows = graded_samples
+    environment = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    exported = course.root / "nbgrader-export.csv"
+    subprocess.run(
+        [sys.executable, "-m", "nbgrader", "export", "--to", str(exported)],
+        cwd=course.root,
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    by_student = {row["student_id"]: float(row["score"]) for row in read_csv(exported)}
+    submissions = NbGraderAPI(course.coursedir).get_submissions(course.assignment)
+    listed = {submission["student"]: submission["score"] for submission in submissions}
+    for name, row in rows.items():
+        assert by_student[name] == pytest.approx(row.score)
+        assert listed[name] == pytest.approx(row.score)
+
+
+@pytest.mark.slow
+def test_each_fixture_costs_only_its_points(course, tmp_path):
+    submissions, out = tmp_path / "submissions", tmp_path / "out"
+    release_folder, source_folder = folders(course)
+    for name in fixtures.names():
+        fixtures.materialise(name, submissions / name, release_folder, source_folder)
+    (submissions / "no notebooks").mkdir()
+    (submissions / "empty").mkdir()
+
+    rows = {
+        row.student_id: row for row in grade(submissions, out, course, Settings(workers=2, cell_timeout=20))
+    }
+
+    graded = scores(out)
+    isolated = bubblewrap_problem(shutil.which("bwrap")) is None
+    for name in fixtures.names():
+        recipe = fixtures.RECIPES[name]
+        if recipe.get("needs_isolation") and not isolated:
+            continue
+        expected = fixtures.expected_scores(name, course.tests)
+        wrong = {
+            key: (graded[(name, *key)], score)
+            for key, score in expected.items()
+            if graded[(name, *key)] != score
+        }
+        assert not wrong, f"{name}: (got, expected) {wrong}"
+        assert recipe["reason"] in rows[name].reason
+        assert rows[name].score == pytest.approx(sum(expected.values()))
+    assert rows["no notebooks"].status == rows["empty"].status == "not graded"
+    assert "not a valid student id" in rows["no notebooks"].reason
+    assert "None of the assignment's notebooks" in rows["empty"].reason
+    assert not list(course.root.rglob("breach.txt"))
+    assert (out / "feedback" / "megabytes_of_output" / "01-chain-rule.html").stat().st_size < 1_000_000
+    assert_no_hidden_tests(out / "feedback")
+
+
+@pytest.mark.slow
+def test_grading_again_serially_gives_the_same_files(course, tmp_path):
+    submissions = tmp_path / "submissions"
+    release_folder, source_folder = folders(course)
+    for name in ("os_exit_cell", "changed_cell_metadata", "warning_on_stderr", "memory_bomb_in_package"):
+        fixtures.materialise(name, submissions / f"again_{name}", release_folder, source_folder)
+
+    grade(submissions, tmp_path / "parallel", course, Settings(workers=2, cell_timeout=20))
+    grade(submissions, tmp_path / "serial", course, Settings(workers=1, cell_timeout=20))
+
+    for name in ("grades.csv", "tests.csv"):
+        assert (tmp_path / "parallel" / name).read_text() == (tmp_path / "serial" / name).read_text()
+
+
+@pytest.mark.slow
+def test_a_student_over_the_time_limit_gets_a_row_and_the_batch_goes_on(course, tmp_path):
+    submissions = tmp_path / "submissions"
+    release_folder, source_folder = folders(course)
+    for name in ("sleeping_cell", "sys_exit_cell"):
+        fixtures.materialise(name, submissions / f"late_{name}", release_folder, source_folder)
+
+    rows = grade(
+        submissions, tmp_path / "out", course, Settings(workers=1, cell_timeout=300, student_timeout=20)
+    )
+
+    assert [(row.student_id, row.status) for row in rows] == [
+        ("late_sleeping_cell", "not graded"),
+        ("late_sys_exit_cell", "graded"),
+    ]
+    assert rows[0].reason.startswith("Grading took longer than 20 s.")
+    assert rows[1].score == course.notebook_max("01-chain-rule")
