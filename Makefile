@@ -34,10 +34,10 @@ export MINIFLOW_DATA ?= $(SHARED_MNIST)
 endif
 
 # The main job: regenerate the release, then grade the bundled sample
-# submissions and print the grade table (outputs in out/samples/).
+# submissions and print the grade table (outputs in out/).
 main: $(VENV)/.installed system-packages
 	$(PYTHON) -m autograder build-release
-	$(PYTHON) -m autograder grade --samples --out out/samples
+	$(PYTHON) -m autograder grade --samples --out out
 
 test: $(VENV)/.installed system-packages
 	$(PYTHON) -m ruff check .
