@@ -24,10 +24,6 @@ def build_starter(root):
     return target
 
 
-def build_release(root):
-    return release.build_release(root)
-
-
 def check_or_build(name, build, find_stale):
     """A command that regenerates `name`, or with --check only reports whether it is stale."""
 
@@ -123,7 +119,9 @@ def main(argv=None):
         (
             "build-release",
             "regenerate the starter, then release/ with nbgrader generate_assignment",
-            check_or_build(f"release/{release.ASSIGNMENT}", build_release, release.stale_release_files),
+            check_or_build(
+                f"release/{release.ASSIGNMENT}", release.build_release, release.stale_release_files
+            ),
         ),
     ]:
         subparser = commands.add_parser(command, help=help_text)
