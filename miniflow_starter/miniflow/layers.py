@@ -16,11 +16,12 @@ class Linear(Node):
         super().__init__((X, W, b), name=name)
 
     def forward(self, X, W, b):
-        if np.ndim(X) != 2 or np.ndim(W) != 2 or np.shape(X)[1] != np.shape(W)[0]:
-            self.fail(f"needs X (m, n) and W (n, p); got X {np.shape(X)} and W {np.shape(W)}")
-        p = np.shape(W)[1]
-        if np.shape(b) not in ((p,), (1, p)):
-            self.fail(f"b must have shape ({p},) or (1, {p}) to match W {np.shape(W)}; got {np.shape(b)}")
+        x_shape, w_shape, b_shape = np.shape(X), np.shape(W), np.shape(b)
+        if len(x_shape) != 2 or len(w_shape) != 2 or x_shape[1] != w_shape[0]:
+            self.fail(f"needs X (m, n) and W (n, p); got X {x_shape} and W {w_shape}")
+        p = w_shape[1]
+        if b_shape not in ((p,), (1, p)):
+            self.fail(f"b must have shape ({p},) or (1, {p}) to match W {w_shape}; got {b_shape}")
         # YOUR CODE HERE: replace the line below.
         raise NotImplementedError('Linear.forward: a matrix product and a bias; the result has shape (m, p)')
 
@@ -41,7 +42,7 @@ class Sigmoid(Node):
 
     def forward(self, x):
         # YOUR CODE HERE: replace the line below.
-        raise NotImplementedError('Sigmoid.forward: 1 / (1 + exp(-x)) overflows for x = -1000; exp(-abs(x)) never does')
+        raise NotImplementedError('Sigmoid.forward: 1 / (1 + exp(-x)) overflows for x = -1000; exp(-abs(x)) never does, nor does np.tanh')
 
     def backward(self, grad, x):
         # YOUR CODE HERE: replace the line below.

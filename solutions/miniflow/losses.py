@@ -73,8 +73,9 @@ class CrossEntropyWithSoftmax(Node):
         exps = np.exp(shifted)
         sums = exps.sum(axis=1, keepdims=True)
         self.probabilities = exps / sums  # kept for backward, which needs exactly these
-        log_probabilities = shifted - np.log(sums)
-        return -log_probabilities[np.arange(len(labels)), labels].mean()
+        # log(softmax) at each row's label: that row's shifted logit minus the log of its sum
+        log_probabilities = shifted[np.arange(len(labels)), labels] - np.log(sums[:, 0])
+        return -log_probabilities.mean()
         ### END SOLUTION
 
     def backward(self, grad, logits, labels):
@@ -83,5 +84,6 @@ class CrossEntropyWithSoftmax(Node):
         # hint: grad * (softmax - one_hot(labels)) / m; keep the softmax from forward or use self._softmax
         d_logits = self.probabilities.copy()
         d_logits[np.arange(len(labels)), labels] -= 1
-        return grad * d_logits / len(labels), None
+        d_logits *= grad / len(labels)
+        return d_logits, None
         ### END SOLUTION
