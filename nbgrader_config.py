@@ -40,3 +40,10 @@ c.OverwriteCells.add_missing_cells = True
 # feedback; stored widget state would make those draw the live widget instead,
 # which needs JavaScript that a feedback page cannot load.
 c.Execute.store_widget_state = False
+
+# Grade as `miniflow-course grade` does: sandboxed kernels, trusted checks, feedback
+# without hidden tests (autograder/pipeline.py). With this, nbgrader's own
+# `autograde`, `generate_feedback` and the formgrader's buttons use that pipeline.
+from autograder.pipeline import configure  # noqa: E402
+
+configure(c)

@@ -64,6 +64,8 @@ class Case:
     With `wrt`, the gradients with respect to those inputs are asked for too,
     starting from `upstream` (fed to a DummyGrad on top) or from ones. With
     `method`, that method of the node is called on the fed arrays instead.
+    With `graph`, the nodes above the Inputs are those it lists (`(id, kind,
+    *input ids)`, the last one "node"), and `kind` is the formula they compute.
     """
 
     kind: str
@@ -72,6 +74,7 @@ class Case:
     wrt: tuple[str, ...] = ()
     upstream: np.ndarray | None = None
     method: str | None = None
+    graph: tuple[tuple[str, ...], ...] = ()
 
     @property
     def label(self):
@@ -79,13 +82,19 @@ class Case:
             array = np.asarray(value)
             return f"{array.shape}" + ("" if array.dtype == np.float64 else f" {array.dtype}")
 
-        called = f"{self.kind}.{self.method}({', '.join(self.feed)})" if self.method else (
-            f"{self.kind}({', '.join(self.inputs)})"
-        )
+        if self.method:
+            called = f"{self.kind}.{self.method}({', '.join(self.feed)})"
+        else:
+            called = self.kind if self.graph else f"{self.kind}({', '.join(self.inputs)})"
         shapes = [f"{name} {shape(value)}" for name, value in self.feed.items()]
         if self.upstream is not None:
             shapes.append(f"upstream gradient {shape(self.upstream)}")
         return f"{called} with " + ", ".join(shapes)
+
+    @property
+    def kinds(self):
+        """The kinds of node the case builds, Inputs aside."""
+        return {kind for _, kind, *_ in self.nodes()} - {"Input"}
 
     @property
     def output_names(self):
@@ -93,7 +102,8 @@ class Case:
 
     def nodes(self):
         """The graph as the child builds it: [id, kind, *input ids]; the node under test is "node"."""
-        return [*([name, "Input"] for name in dict.fromkeys(self.inputs)), ["node", self.kind, *self.inputs]]
+        above = self.graph or (("node", self.kind, *self.inputs),)
+        return [*([name, "Input"] for name in dict.fromkeys(self.inputs)), *map(list, above)]
 
     def request(self, prefix):
         """`(spec, arrays)`: this case as the child reads it, its arrays keyed under `prefix`."""
@@ -121,6 +131,7 @@ class Check:
     grade_value: bool = True  # False for a backward check: a wrong forward is its own check's failure
     no_warnings: bool = False  # numpy warnings fail it (and a notebook would show them)
     exact_dtype: bool = False  # values and gradients must keep the reference's dtype
+    partial_credit: bool = True  # False: all parts right or no points, as the lab's own asserts grade
     rtol: float = 1e-6
     atol: float = 1e-9
 
@@ -143,6 +154,11 @@ class CheckResult:
     score: float  # fraction of the check's parts that passed, in [0, 1]
     message: str = ""  # what went wrong first; empty when passed
     parts: dict[str, bool] = field(default_factory=dict)  # "gradient for W", "no warnings"... -> passed
+    part_messages: dict[str, str] = field(default_factory=dict)  # what went wrong first in each failed part
+
+    def message_for(self, part):
+        """What went wrong in `part` (or, without one, in the check)."""
+        return self.part_messages.get(part, self.message) if part else self.message
 
     @property
     def passed(self):
@@ -201,6 +217,7 @@ def mul_forward(rng):
 @check("Mul.backward: one gradient per input, times the upstream gradient", grade_value=False)
 def mul_backward(rng):
     feed = three_arrays(rng, (3, 4))
+    feed["x"][0, 0] = 0.0  # a zero input: dividing the product by it gives nan, not y * z
     return Case("Mul", ("x", "y", "z"), feed, wrt=("x", "y", "z"), upstream=rng.normal(size=(3, 4)))
 
 
@@ -272,10 +289,16 @@ def cross_entropy_forward(rng):
     return Case("CrossEntropyWithSoftmax", ("logits", "labels"), classification_inputs(rng))
 
 
-@check("CrossEntropyWithSoftmax.backward, times the upstream gradient", grade_value=False)
+@check("CrossEntropyWithSoftmax.backward: (softmax - one_hot(labels)) / m", grade_value=False)
 def cross_entropy_backward(rng):
     feed = classification_inputs(rng)
-    upstream = np.array(rng.uniform(0.5, 2.0))
+    return Case("CrossEntropyWithSoftmax", ("logits", "labels"), feed, wrt=("logits",))
+
+
+@check("CrossEntropyWithSoftmax.backward, times the upstream gradient", grade_value=False)
+def cross_entropy_upstream(rng):
+    feed = classification_inputs(rng)
+    upstream = np.array(rng.uniform(-3.0, -0.5))  # negative: a sign dropped shows too
     return Case("CrossEntropyWithSoftmax", ("logits", "labels"), feed, wrt=("logits",), upstream=upstream)
 
 
@@ -292,6 +315,119 @@ def cross_entropy_float32(rng):
     feed = classification_inputs(rng, np.float32)
     upstream = single(rng, ())
     return Case("CrossEntropyWithSoftmax", ("logits", "labels"), feed, wrt=("logits",), upstream=upstream)
+
+
+# The lab's own examples, with the values its visible asserts use. In the notebooks those asserts
+# run in the student's kernel, where a patched np.allclose passes them; graded here, they cannot be.
+LAB_F = (("xy", "Mul", "x", "y"), ("xz", "Mul", "x", "z"), ("node", "Add", "xy", "xz"))
+LAB_F_FEED = {"x": np.array(3), "y": np.array(4), "z": np.array(-5)}
+LAB_LINEAR_X = np.array([[-1.0, -2.0], [-1.0, -2.0]])
+LAB_LINEAR_W = np.array([[2.0, -3.0], [2.0, -3.0]])
+LAB_SIGMOID_X = np.array([-10.0, 0.0, 10.0])
+LAB = {"partial_credit": False}  # like the asserts; and a part right by chance (df/dy = x = 3) earns nothing
+
+
+@check("the lab's f = x*y + x*z at x=3, y=4, z=-5: its value and gradients", **LAB)
+def lab_f(rng):
+    return Case("Add(Mul(x, y), Mul(x, z))", ("x", "y", "z"), LAB_F_FEED, wrt=("x", "y", "z"), graph=LAB_F)
+
+
+@check("the lab's f = x*y + x*z with an upstream gradient of 0.5", **LAB)
+def lab_f_upstream(rng):
+    feed, wrt = LAB_F_FEED, ("x", "y", "z")
+    return Case("Add(Mul(x, y), Mul(x, z))", wrt, feed, wrt=wrt, upstream=np.array(0.5), graph=LAB_F)
+
+
+@check("the lab's Mul(a, b, c) at a=4, b=5, c=10: its value and gradients", **LAB)
+def lab_three_inputs(rng):
+    feed = {"a": np.array(4), "b": np.array(5), "c": np.array(10)}
+    return Case("Mul", ("a", "b", "c"), feed, wrt=("a", "b", "c"))
+
+
+@check("the lab's worked example X @ W + b through a Linear node", **LAB)
+def lab_linear_example(rng):
+    feed = {
+        "X": np.array([[1.0, 2.0], [3.0, 4.0]]),
+        "W": np.array([[5.0, 6.0], [7.0, 8.0]]),
+        "b": np.array([-1.0, -1.0]),
+    }
+    return Case("Linear", ("X", "W", "b"), feed)
+
+
+@check("the lab's Linear example with a (1, 2) bias: its value and gradients", **LAB)
+def lab_linear(rng):
+    feed = {"X": LAB_LINEAR_X, "W": LAB_LINEAR_W, "b": np.array([[-3.0, -3.0]])}
+    return Case("Linear", ("X", "W", "b"), feed, wrt=("X", "W", "b"))
+
+
+@check("the lab's Linear example with an upstream gradient: its value and gradients", **LAB)
+def lab_linear_upstream(rng):
+    feed = {"X": LAB_LINEAR_X, "W": LAB_LINEAR_W, "b": np.array([-3.0, -5.0])}
+    upstream = np.array([[1.0, 2.0], [3.0, 4.0]])
+    return Case("Linear", ("X", "W", "b"), feed, wrt=("X", "W", "b"), upstream=upstream)
+
+
+@check("Linear.backward with a bias of shape (1, p): the gradient for b has b's shape", grade_value=False)
+def linear_bias_row(rng):
+    feed = {"X": rng.normal(size=(4, 2)), "W": rng.normal(size=(2, 3)), "b": rng.normal(size=(1, 3))}
+    return Case("Linear", ("X", "W", "b"), feed, wrt=("X", "W", "b"), upstream=rng.normal(size=(4, 3)))
+
+
+@check("the lab's Sigmoid of [-10, 0, 10]: its value and gradient", **LAB)
+def lab_sigmoid(rng):
+    return Case("Sigmoid", ("x",), {"x": LAB_SIGMOID_X}, wrt=("x",))
+
+
+@check("the lab's Sigmoid of [-10, 0, 10] with an upstream gradient of 0.5", **LAB)
+def lab_sigmoid_upstream(rng):
+    return Case("Sigmoid", ("x",), {"x": LAB_SIGMOID_X}, wrt=("x",), upstream=np.array(0.5))
+
+
+@check("the lab's Sigmoid(Linear(X, W, b))", **LAB)
+def lab_sigmoid_after_linear(rng):
+    feed = {"X": LAB_LINEAR_X, "W": LAB_LINEAR_W, "b": np.array([-3.0, -5.0])}
+    graph = (("Z", "Linear", "X", "W", "b"), ("node", "Sigmoid", "Z"))
+    return Case("Sigmoid(Linear(X, W, b))", ("X", "W", "b"), feed, graph=graph)
+
+
+@check("the lab's softmax of [[0.2, 1.0, 0.3]]", **LAB)
+def lab_softmax(rng):
+    return Case(
+        "CrossEntropyWithSoftmax", ("z", "labels"), {"z": np.array([[0.2, 1.0, 0.3]])}, method="_softmax"
+    )
+
+
+@check("the lab's cross-entropy of scores [[0.5, 1.0, 1.5]] for class 1: the loss and its gradient", **LAB)
+def lab_cross_entropy(rng):
+    feed = {"logits": np.array([[0.5, 1.0, 1.5]]), "labels": np.array([1])}
+    return Case("CrossEntropyWithSoftmax", ("logits", "labels"), feed, wrt=("logits",))
+
+
+@check("the lab's MSE(y, Sigmoid(Linear(X, W1, b1))): the loss and every gradient", **LAB)
+def lab_two_layer(rng):
+    feed = {
+        "X": LAB_LINEAR_X,
+        "y": np.array([1.0, 2.0]),
+        "W1": np.array([[2.0], [3.0]]),
+        "b1": np.array([-3.0]),
+    }
+    graph = (("Z", "Linear", "X", "W1", "b1"), ("S", "Sigmoid", "Z"), ("node", "MSE", "y", "S"))
+    return Case(
+        "MSE(y, Sigmoid(Linear(X, W1, b1)))", ("X", "y", "W1", "b1"), feed, wrt=tuple(feed), graph=graph
+    )
+
+
+@check("the lab's f = x**4 - 3 x**3 + 2 built from Mul and Add, at x = 6: its value and df/dx", **LAB)
+def lab_descent_graph(rng):
+    feed = {"x": np.array(6.0), "minus_three": np.array(-3.0), "two": np.array(2.0)}
+    graph = (
+        ("x4", "Mul", "x", "x", "x", "x"),
+        ("x3", "Mul", "minus_three", "x", "x", "x"),
+        ("node", "Add", "x4", "x3", "two"),
+    )
+    return Case(
+        "Add(Mul(x, x, x, x), Mul(minus_three, x, x, x), two)", tuple(feed), feed, wrt=("x",), graph=graph
+    )
 
 
 @functools.cache
@@ -330,7 +466,10 @@ class Prepared:
 
     def failed(self, outcome, message):
         """The result of a check that never got to compare anything."""
-        return CheckResult(self.name, outcome, 0.0, message, dict.fromkeys(self.parts, False))
+        parts = self.parts
+        return CheckResult(
+            self.name, outcome, 0.0, message, dict.fromkeys(parts, False), dict.fromkeys(parts, message)
+        )
 
 
 @functools.cache
@@ -391,8 +530,12 @@ def compare(got, expected, check):
         if close.all():
             return None
         first = np.unravel_index(int(np.argmin(close)), close.shape)
-        at = "" if got.ndim == 0 else (
-            f"{close.size - close.sum()} of {close.size} entries differ; at {[int(i) for i in first]}: "
+        at = (
+            ""
+            if got.ndim == 0
+            else (
+                f"{close.size - close.sum()} of {close.size} entries differ; at {[int(i) for i in first]}: "
+            )
         )
         return f"is wrong: {at}expected {float(expected[first]):.6g}, got {float(got[first]):.6g}" + (
             ratio_hint(got.astype(np.float64), expected.astype(np.float64))
@@ -449,7 +592,9 @@ def grade(prepared, meta, arrays, limits):
     outcome, message = wrong[0]
     if len(wrong) > 1:
         message += f" (and {len(wrong) - 1} more problem{'s' if len(wrong) > 2 else ''})"
-    return CheckResult(check.name, outcome, sum(parts.values()) / len(parts), message, parts)
+    part_messages = {part: failures[part][1] for part in prepared.parts if part in failures}
+    score = sum(parts.values()) / len(parts) if check.partial_credit else 0.0
+    return CheckResult(check.name, outcome, score, message, parts, part_messages)
 
 
 class BadReplyError(ValueError):
@@ -469,8 +614,11 @@ def read_sandbox_file(path, limit):
         return file.read(limit)
 
 
-def read_reply(path, evaluations):
-    """`(meta, arrays)` from a reply file, checked against what child.py writes."""
+def read_npz_reply(path, what="reply"):
+    """`(meta, arrays)` from an .npz file the sandbox wrote: its JSON under "meta", and its arrays.
+
+    Never unpickles; BadReplyError (naming it `what`) for anything else.
+    """
     data = read_sandbox_file(path, REPLY_BYTES)
     try:
         # Compressed members could unpack to far more than the file's size.
@@ -479,8 +627,14 @@ def read_reply(path, evaluations):
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
         meta = json.loads(str(arrays.pop("meta")[()]))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise BadReplyError(f"{path.name} is not a reply: {error}") from None
+    except (OSError, ValueError, KeyError, RecursionError, zipfile.BadZipFile) as error:
+        raise BadReplyError(f"{path.name} is not a {what}: {error}") from None
+    return meta, arrays
+
+
+def read_reply(path, evaluations):
+    """`(meta, arrays)` from a reply file, checked against what child.py writes."""
+    meta, arrays = read_npz_reply(path)
     if not valid_meta(meta, evaluations):
         raise BadReplyError(f"{path.name} is not a reply: unexpected content")
     return meta, arrays
@@ -586,9 +740,14 @@ def collect(pending, replies, run, limits):
         " (an endless loop?)" if run.timed_out else " (does miniflow call os._exit, or crash?)"
     )
     results[culprit.name] = culprit.failed(ended, message)
-    # The other checks of the node that hung or crashed come last: they may well do it again.
+    # Checks that run the same nodes the same way (forward only, or backward too) come last:
+    # they may well hang or crash again, and should not cost the others their turn.
+    def alike(prepared):
+        case = prepared.case
+        return bool(case.kinds & culprit.case.kinds) and bool(case.wrt) == bool(culprit.case.wrt)
+
     rest = [p for p in unreached if p is not culprit]
-    return results, sorted(rest, key=lambda p: p.case.kind == culprit.case.kind)
+    return results, sorted(rest, key=alike)
 
 
 def run_checks(submission, names=None, *, limits=CHECK_LIMITS, check_seconds=10.0, max_child_runs=3):

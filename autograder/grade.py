@@ -49,6 +49,7 @@ from .environment import put_environment_bin_on_path
 from .pipeline import configure
 from .preprocessors import NOTES
 from .release import ASSIGNMENT
+from .sandbox import kill_group
 from .submissions import copy_into_course, find_submissions, materialise_sample
 
 # The samples README's main command grades: the reference, the untouched starter, typical mistakes.
@@ -214,8 +215,8 @@ class Worker:
     """A `python -m autograder.grade` process that grades one student at a time, each in a child it forks.
 
     It imports nbgrader once, so a child starts in milliseconds; a child that
-    crashes costs its student only, and one that runs too long is killed with
-    what it started (sandboxed kernels die with their parent).
+    crashes costs its student only, and one that runs too long, or outlives its
+    worker, is killed with what it started (sandboxed kernels die with their parent).
     """
 
     def __init__(self):
@@ -228,19 +229,24 @@ class Worker:
         )
 
     def grade(self, job_file, log, timeout):
-        """Run grade_one(job_file, log) in a child; return its exit status, or None when it timed out."""
+        """Run grade_one(job_file, log) in a child; return its exit status, or None when it timed out.
+
+        ValueError or OSError: the worker itself died (and its child with it).
+        """
         self.process.stdin.write(f"{job_file}\t{log}\n")
         self.process.stdin.flush()
         child = int(self.process.stdout.readline())
         finished, _, _ = select.select([self.process.stdout], [], [], timeout)
         if not finished:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child, signal.SIGKILL)
-        status = int(self.process.stdout.readline())
-        return status if finished else None
+            kill_group(child)
+        status = self.process.stdout.readline()
+        if not status:  # the worker died: its child, in a session of its own, would grade on unseen
+            kill_group(child)
+        return int(status) if finished else None
 
     def close(self):
-        self.process.stdin.close()  # ends the worker's loop
+        with contextlib.suppress(BrokenPipeError):  # it died with a job unsent; the pipe closes anyway
+            self.process.stdin.close()  # ends the worker's loop
         self.process.wait()
         self.process.stdout.close()
 
@@ -295,9 +301,12 @@ def run_worker(workers, course, student_id, snapshot, workdir, out, settings):
     }
     (folder / "job.json").write_text(json.dumps(job))
     worker = workers.get()
+    if worker.process.poll() is not None:  # it died while idle: a new one grades this student
+        worker.close()
+        worker = Worker()
     try:
         status = worker.grade(folder / "job.json", log, settings.student_timeout)
-    except ValueError:  # the worker itself died: start another for the next student
+    except (ValueError, OSError):  # the worker itself died: start another for the next student
         worker.process.kill()
         worker.close()
         worker, status = Worker(), "lost"
@@ -308,7 +317,17 @@ def run_worker(workers, course, student_id, snapshot, workdir, out, settings):
     try:
         return json.loads((folder / "result.json").read_text())
     except (OSError, ValueError):
-        return {"graded": False, "problem": f"The grading worker ended with status {status}."}
+        return {"graded": False, "problem": f"Grading failed: {lost(status)}."}
+
+
+def lost(status):
+    """Why a student's grading left no result, from the Worker's exit status for it."""
+    if status == "lost":
+        return "the grading worker died"
+    if status >= 0:
+        return f"the grading process exited with status {status} (see the student's log)"
+    name = signal.Signals(-status).name if -status in signal.valid_signals() else f"signal {-status}"
+    return f"the grading process was killed by {name}"
 
 
 def grade_one(job_file, log):

@@ -11,7 +11,9 @@ Autograde, executing and scoring:
                         cell kills or hangs is replaced, and grading goes on
     StderrIsNotFailure  a test cell that writes to stderr is not failed for it
     TrustedChecks       test cells of the miniflow package are graded by trusted checks run
-                        out of process (autograder/checks.py), not by the student's kernel
+                        out of process (autograder/checks.py), not by the student's kernel;
+                        those of the notebooks' own functions from the raw results of a probe
+                        the kernel runs in their place (autograder/probes.py)
 
 Feedback:
 
@@ -35,17 +37,18 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Enum, Float, Integer
 
-from . import checks
+from . import checks, probes
 from .kernels import SandboxedKernelManager
 from .sandbox import KIB, SandboxRun, describe_exit
 
 NOTES = "autograder_notes"
+PROBE_REPLIES = "miniflow_probe_replies"  # resources key: grade_id -> probes.Reply (or None: none saved)
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 UNSANDBOXED = "The sandbox was unavailable: the notebooks ran with resource limits only."
 
 # Test cells graded by a trusted check: grade_id -> (check, part). A part names one
 # of the check's results ("gradient for W"), None the whole check. Every other test
-# cell is graded by nbgrader from its run in the student's kernel.
+# cell is graded by nbgrader from its run in the student's kernel, or by a probe (PROBES).
 CHECKED_CELLS = {
     "mul_forward": ("mul_forward", None),
     "mul_backward": ("mul_backward", None),
@@ -63,9 +66,24 @@ CHECKED_CELLS = {
     "softmax_stability": ("softmax_stability", None),
     "cross_entropy_forward": ("cross_entropy_forward", None),
     "cross_entropy_backward": ("cross_entropy_backward", None),
-    "cross_entropy_upstream": ("cross_entropy_backward", None),
+    "cross_entropy_upstream": ("cross_entropy_upstream", None),
     "cross_entropy_stability": ("cross_entropy_stability", None),
     "cross_entropy_float32": ("cross_entropy_float32", None),
+    # The lab's visible asserts, and the hidden tests that use only the package.
+    "mul_lab_f": ("lab_f", None),
+    "mul_lab_dummygrad": ("lab_f_upstream", None),
+    "mul_three_inputs": ("lab_three_inputs", None),
+    "linear_worked_example": ("lab_linear_example", None),
+    "linear_lab_ones": ("lab_linear", None),
+    "linear_lab_dummygrad": ("lab_linear_upstream", None),
+    "linear_bias_shape": ("linear_bias_row", "gradient for b"),
+    "sigmoid_lab_ones": ("lab_sigmoid", None),
+    "sigmoid_lab_dummygrad": ("lab_sigmoid_upstream", None),
+    "sigmoid_after_linear": ("lab_sigmoid_after_linear", None),
+    "softmax_example": ("lab_softmax", None),
+    "cross_entropy_lab": ("lab_cross_entropy", None),
+    "two_layer_walkthrough": ("lab_two_layer", None),
+    "sgd_update_minimum": ("lab_descent_graph", None),
 }
 
 
@@ -74,7 +92,18 @@ def grade_id(cell):
 
 
 def is_checked(cell):
+    """A test cell graded by a check: it does not run in the kernel."""
     return utils.is_grade(cell) and grade_id(cell) in CHECKED_CELLS
+
+
+def is_probed(cell):
+    """A test cell graded from its probe: the kernel runs the probe in its place."""
+    return utils.is_grade(cell) and grade_id(cell) in probes.PROBES
+
+
+def is_trusted(cell):
+    """A test cell whose grade TrustedChecks decides, not what it showed in the kernel."""
+    return is_checked(cell) or is_probed(cell)
 
 
 def cell_name(cell, index):
@@ -198,6 +227,7 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute, with the kernel in the sandbox and replaced when a cell kills or hangs it.
 
     Test cells graded by a trusted check do not run: TrustedChecks grades them.
+    A test cell graded from a probe runs the probe in its place (probes.py).
     A cell that kills the kernel (os._exit, a signal, the memory limit) or runs
     past the timeout gets an error output saying so; a new kernel runs the cells
     before it again, discarding what they show, and execution goes on with the
@@ -264,7 +294,8 @@ class SandboxedExecute(Execute):
                 except (DeadKernelError, CellTimeoutError) as lost:
                     self.report_lost_kernel(cell, index, lost)
                     return index + 1
-                if cell.cell_type == "code" and cell.execution_count is not None:  # it ran, not skipped
+                # A probe is not run again: its results are saved, and nothing after needs it.
+                if cell.cell_type == "code" and cell.execution_count is not None and not is_probed(cell):
                     ran.append(cell)
                     self.report_memory_error(cell, index)
         return None
@@ -309,7 +340,25 @@ class SandboxedExecute(Execute):
         if is_checked(cell):
             return cell, resources
         self.kept_bytes, self.truncated = 0, False
+        if is_probed(cell):
+            return self.run_probe(cell, resources, index)
         return super().preprocess_cell(cell, resources, index)
+
+    def run_probe(self, cell, resources, index):
+        """Run the cell's probe in its place; keep the Reply it saved in resources[PROBE_REPLIES]."""
+        probe = probes.PROBES[grade_id(cell)]
+        path = self.km.scratch / f"probe-{probe.grade_id}.npz"  # the kernel may write only there
+        source, cell.source = cell.source, probe.kernel_code(path)
+        try:
+            super().preprocess_cell(cell, resources, index)
+        finally:
+            cell.source = source
+        try:
+            reply = probes.read_reply(path)
+        except checks.BadReplyError:
+            reply = None
+        resources.setdefault(PROBE_REPLIES, {})[probe.grade_id] = reply
+        return cell, resources
 
     def output(self, outs, msg, display_id, cell_index):
         if msg["msg_type"] in ("stream", "display_data"):
@@ -340,20 +389,24 @@ class StderrIsNotFailure(NbGraderPreprocessor):
 
 
 class TrustedChecks(NbGraderPreprocessor):
-    """Grade the test cells in CHECKED_CELLS with trusted checks, run outside the student's kernel.
+    """Grade the test cells in CHECKED_CELLS and probes.PROBES here, not by what the kernel showed.
 
     The checks run the student's miniflow (in the notebook's folder) in a
-    sandboxed child process and compare what it returns here, so nothing the
-    student's code does to numpy, builtins or IPython can pass them. A cell's
-    outputs become the check's verdict: a line saying it passed, an error with
-    the check's message (the inputs' shapes and the first wrong value), or for
-    partial credit the fraction of points as the cell's result, which nbgrader
-    scores as such.
+    sandboxed child process and compare what it returns here; the probes'
+    results, saved by the kernel in place of the cell's test code, are judged
+    here. So nothing the student's code does to numpy, builtins or IPython can
+    pass them. A cell's outputs become the verdict: a line saying it passed, an
+    error with the check's message (the inputs' shapes and the first wrong
+    value), or for partial credit the fraction of points as the cell's result,
+    which nbgrader scores as such.
     """
 
     check_seconds = Float(10.0, help="Time a single check may take in the child process").tag(config=True)
 
     def preprocess(self, nb, resources):
+        replies = resources.get(PROBE_REPLIES, {})
+        for cell in filter(is_probed, nb.cells):
+            cell.outputs = self.probe_verdict(cell, replies)
         graded = [(cell, *CHECKED_CELLS[grade_id(cell)]) for cell in nb.cells if is_checked(cell)]
         if not graded:
             return nb, resources
@@ -367,14 +420,24 @@ class TrustedChecks(NbGraderPreprocessor):
         return nb, resources
 
     @staticmethod
+    def probe_verdict(cell, replies):
+        probe = probes.PROBES[grade_id(cell)]
+        if probe.grade_id in replies:
+            passed, message = probe.verdict(replies[probe.grade_id])
+        else:  # it did not run, or took its kernel with it: the executor said why in its outputs
+            errors = [output for output in cell.outputs if output.output_type == "error"]
+            passed, message = False, errors[-1].evalue if errors else "it did not run"
+        if passed:
+            return [new_output("stream", name="stdout", text=f"Passed the trusted check: {probe.title}\n")]
+        return [error_output("CheckFailed", f"{probe.title}: {message}")]
+
+    @staticmethod
     def verdict(result, part, points):
         title = checks.CHECKS[result.name].title + (f" ({part})" if part else "")
         fraction = float(result.parts[part]) if part else result.score
         if fraction == 1:
             return [new_output("stream", name="stdout", text=f"Passed the trusted check: {title}\n")]
-        message = result.message
-        if part and result.outcome == "wrong" and part not in message:
-            message = f"the {part} is wrong as well; the first problem found: {message}"
+        message = result.message_for(part)
         if fraction == 0:
             return [error_output("CheckFailed", f"{title}: {message}")]
         return [
@@ -399,7 +462,7 @@ class HideHiddenTests(ClearHiddenTests):
     def preprocess_cell(self, cell, resources, cell_index):
         hidden = self.hidden_lines(cell.source)
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
-        if hidden and cell.cell_type == "code" and not is_checked(cell):
+        if hidden and cell.cell_type == "code" and not is_trusted(cell):
             cell.outputs = [
                 self.summary(output, hidden) for output in cell.outputs if output.output_type == "error"
             ]

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STARTER, load_package
+from conftest import REFERENCE, ROOT, STARTER, load_package
+from test_notebooks import PACKAGE_BUGS, replace_solution
 
 from autograder import checks, samples
 from autograder.checks import CHECK_LIMITS, CHECKS, run_checks, run_checks_in_parallel
+from autograder.preprocessors import CHECKED_CELLS
 from autograder.sandbox import MIB, bubblewrap_problem
 
 ISOLATED = bubblewrap_problem(shutil.which("bwrap")) is None
@@ -230,3 +232,21 @@ def test_reply_files_swapped_for_a_fifo_or_a_link_cannot_hang_or_fool_the_grader
     assert outcomes(result) == {"mul_forward": "error", "mul_backward": "error", "mul_fanout": "passed"}
     assert "mul_forward.npz is not a regular file" in result.checks["mul_forward"].message
     assert "cannot open mul_backward.npz" in result.checks["mul_backward"].message
+
+
+@pytest.mark.parametrize("bug", PACKAGE_BUGS)
+def test_a_bug_in_the_package_fails_exactly_the_cells_the_kernel_tests_fail(bug, tmp_path):
+    """The trusted checks agree with the notebooks' own tests on which cells a bug fails."""
+    _, module, where, body, fails, passes = PACKAGE_BUGS[bug]
+    package = tmp_path / "miniflow"
+    shutil.copytree(REFERENCE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / module).write_text(replace_solution((package / module).read_text(), body, where))
+    result = run_checks(tmp_path)
+
+    def cell_passes(grade_id):
+        check, part = CHECKED_CELLS[grade_id]
+        found = result.checks[check]
+        return (found.parts[part] if part else found.score) == 1
+
+    assert [grade_id for grade_id in fails if grade_id in CHECKED_CELLS and cell_passes(grade_id)] == []
+    assert [grade_id for grade_id in passes if grade_id in CHECKED_CELLS and not cell_passes(grade_id)] == []

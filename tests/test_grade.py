@@ -8,27 +8,37 @@ scratch copy of the course (its own gradebook, built by build-release):
   typical mistakes lose the tests that catch them, and nbgrader's own export and
   the formgrader's API read the same gradebook;
 - the robustness fixtures (autograder/fixtures): each costs exactly its points;
-- a batch graded twice, with two workers and with one, gives the same files.
+- a batch graded twice, with two workers and with one, gives the same files;
+- a Worker process or the child grading a student, killed outright (SIGKILL):
+  that student's row says grading failed, the batch's other students get their
+  usual scores, earlier grades stay in the gradebook and nothing keeps running.
 """
 
+import contextlib
 import csv
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import MNIST, ROOT
 from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.utils import determine_grade
 
 from autograder import checks, cli, fixtures, release
-from autograder.grade import Course, Settings, grade, grade_samples
+from autograder.grade import Course, Settings, Worker, grade, grade_samples
 from autograder.preprocessors import CHECKED_CELLS, HideHiddenTests, StderrIsNotFailure, TrustedChecks
+from autograder.probes import PROBES
 from autograder.sandbox import bubblewrap_problem
 from autograder.submissions import copy_into_course, find_submissions
 
@@ -217,7 +227,7 @@ def test_feedback_shows_a_hidden_tests_message_but_never_its_code():
                 traceback=[f"----> 3 {leaked}", "AssertionError"],
             ),
         ],
-        grade_id="by_hand_f_general",
+        grade_id="a_test_an_instructor_added",  # graded in the kernel: neither checked nor probed
     )
 
     HideHiddenTests().preprocess_cell(cell, {}, 0)
@@ -243,14 +253,15 @@ def test_feedback_keeps_a_trusted_checks_verdict():
     assert "Mul(x, y, z): value is wrong" in cell.outputs[0].evalue
 
 
-def test_every_checked_cell_is_a_hidden_test_whose_check_and_part_exist():
-    hidden_tests = {
+def test_every_test_cell_is_graded_in_the_grading_process_by_a_check_or_a_probe():
+    test_cells = {
         cell.metadata["nbgrader"]["grade_id"]
         for path in ASSIGNMENT.glob("*.ipynb")
         for cell in nbformat.read(path, as_version=4).cells
-        if cell.metadata.get("nbgrader", {}).get("grade") and "BEGIN HIDDEN TESTS" in cell.source
+        if cell.metadata.get("nbgrader", {}).get("grade")
     }
-    assert set(CHECKED_CELLS) <= hidden_tests
+    assert set(CHECKED_CELLS) | set(PROBES) == test_cells
+    assert not set(CHECKED_CELLS) & set(PROBES)
     for check, part in CHECKED_CELLS.values():
         assert part is None or part in checks.prepare(check).parts
 
@@ -414,3 +425,153 @@ def test_a_student_over_the_time_limit_gets_a_row_and_the_batch_goes_on(course, 
     ]
     assert rows[0].reason.startswith("Grading took longer than 20 s.")
     assert rows[1].score == course.notebook_max("01-chain-rule")
+
+
+# A grading process killed outright
+
+WHY = {"worker": "the grading worker died", "child": "the grading process was killed by SIGKILL"}
+BATCH = {"a_graded_first": "warning_on_stderr", "z_graded_last": "changed_cell_metadata"}  # student: fixture
+EARLIER = {"graded_earlier": "sys_exit_cell"}  # graded before, not in the batch
+
+
+def write_fixtures(course, submissions, students):
+    release_folder, source_folder = folders(course)
+    for student_id, name in students.items():
+        fixtures.materialise(name, submissions / student_id, release_folder, source_folder)
+
+
+def recorded_grades(course, students):
+    """(student, notebook, test) -> the score the course's gradebook holds."""
+    with Gradebook(course.coursedir.db_url) as gb:
+        return {
+            (student, notebook, test): gb.find_grade(test, notebook, course.assignment, student).score
+            for student in students
+            for notebook, tests in course.tests.items()
+            for test, _ in tests
+        }
+
+
+def descendants(pid):
+    """The pids of the processes below `pid`, its children first."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return children + [below for child in children for below in descendants(child)]
+
+
+def kernel_below(pid):
+    """Whether a Jupyter kernel runs below `pid`: its process, not just bwrap setting up its sandbox."""
+    for below in descendants(pid):
+        with contextlib.suppress(OSError):
+            arguments = Path(f"/proc/{below}/cmdline").read_bytes().split(b"\0")
+            if arguments[1:3] == [b"-m", b"ipykernel_launcher"]:
+                return True
+    return False
+
+
+def running(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended
+
+
+def kill_while_grading(monkeypatch, victim, process):
+    """SIGKILL the Worker ("worker") or its child ("child") once grading `victim` is under way.
+
+    Returns the list that receives, at the kill, the pids of the Worker and all below it.
+    """
+    doomed = []
+    grade_in_worker = Worker.grade
+
+    def kill(worker_pid):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if kernel_below(worker_pid):  # the child runs the student's notebook
+                below = descendants(worker_pid)
+                doomed.extend([worker_pid, *below])
+                os.kill(worker_pid if process == "worker" else below[0], signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    def grade_and_kill(worker, job_file, log, timeout):
+        if Path(job_file).parent.name == victim:
+            threading.Thread(target=kill, args=(worker.process.pid,), daemon=True).start()
+        return grade_in_worker(worker, job_file, log, timeout)
+
+    monkeypatch.setattr(Worker, "grade", grade_and_kill)
+    return doomed
+
+
+@pytest.fixture(scope="session")
+def graded_before_a_kill(course, tmp_path_factory):
+    """The batch and an earlier student graded, nothing killed: their rows, tests.csv scores and grades."""
+    submissions, out = tmp_path_factory.mktemp("unkilled"), tmp_path_factory.mktemp("unkilled-out")
+    write_fixtures(course, submissions, BATCH | EARLIER)
+    rows = grade(submissions, out, course, Settings(workers=2, cell_timeout=30))
+    return {row.student_id: row for row in rows}, scores(out), recorded_grades(course, BATCH | EARLIER)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("process", ["worker", "child"])
+def test_a_grading_process_killed_outright_costs_its_student_only(
+    course, graded_before_a_kill, tmp_path, monkeypatch, process
+):
+    rows_before, scores_before, grades_before = graded_before_a_kill
+    victim = f"killed_{process}"  # sorts between the batch's two students
+    submissions, out = tmp_path / "submissions", tmp_path / "out"
+    write_fixtures(course, submissions, BATCH | {victim: "sleeping_cell"})  # it sleeps until killed
+    doomed = kill_while_grading(monkeypatch, victim, process)
+
+    rows = grade(submissions, out, course, Settings(workers=1, cell_timeout=30, student_timeout=60))
+
+    assert doomed, f"grading {victim} never got under way"
+    assert [row.student_id for row in rows] == ["a_graded_first", victim, "z_graded_last"]
+    killed = rows[1]
+    assert (killed.status, killed.score, killed.max_score) == ("not graded", 0, course.max_score)
+    assert killed.reason.startswith(f"Grading failed: {WHY[process]}."), killed.reason
+    for row in (rows[0], rows[2]):  # the one before on the same worker, the one after on its replacement
+        assert row == rows_before[row.student_id]
+    graded = scores(out)
+    assert {key: score for key, score in graded.items() if key[0] in BATCH} == {
+        key: score for key, score in scores_before.items() if key[0] in BATCH
+    }
+    assert not any(score for (student, *_), score in graded.items() if student == victim)
+    assert recorded_grades(course, BATCH | EARLIER) == grades_before
+    assert course.folder(course.coursedir.autograded_directory, "graded_earlier").is_dir()
+    with Gradebook(course.coursedir.db_url) as gb, pytest.raises(MissingEntry):
+        gb.find_submission(course.assignment, victim)  # nothing of the killed run was merged
+    for step in (course.coursedir.autograded_directory, course.coursedir.feedback_directory):
+        assert not course.folder(step, victim).exists()
+    deadline = time.monotonic() + 5
+    while any(map(running, doomed)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in doomed if running(pid)]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "processes that graded the killed student are still running"
+
+
+@pytest.mark.slow
+def test_a_worker_that_died_between_students_is_replaced_before_the_next(
+    course, graded_before_a_kill, tmp_path, monkeypatch
+):
+    rows_before, scores_before, _ = graded_before_a_kill
+    submissions, out = tmp_path / "submissions", tmp_path / "out"
+    write_fixtures(course, submissions, BATCH)
+    grade_in_worker = Worker.grade
+
+    def grade_then_die(worker, job_file, log, timeout):
+        status = grade_in_worker(worker, job_file, log, timeout)
+        worker.process.kill()  # once idle, before its next student
+        worker.process.wait()
+        return status
+
+    monkeypatch.setattr(Worker, "grade", grade_then_die)
+    rows = grade(submissions, out, course, Settings(workers=1, cell_timeout=30))
+
+    assert rows == [rows_before[student] for student in BATCH]
+    assert scores(out) == {key: score for key, score in scores_before.items() if key[0] in BATCH}

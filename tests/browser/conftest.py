@@ -1,17 +1,18 @@
-"""Fixtures of the browser tests: a JupyterLab server, Chromium, and notebook folders.
+"""Fixtures of the browser tests: a JupyterLab server, Chromium, and course folders.
 
-The server's root holds one folder per package under test, each with a copy
-of that package as `miniflow/` next to the notebooks the tests write, as a
-student's assignment folder has it. Debian's Chromium is driven through
-Playwright; without either, the tests are skipped, except on CI (CI=true),
-where that is a failure.
+Each test gets its own folder under the server's root, laid out as a
+student's assignment folder: a release notebook next to a copy of a package
+(the reference or the starter) as `miniflow/`. Debian's Chromium is driven
+through Playwright; without either, the tests are skipped, except on CI
+(CI=true), where that is a failure.
 """
 
 import os
+import re
 import shutil
 
 import pytest
-from conftest import REFERENCE, ROOT, STARTER
+from conftest import ROOT
 
 from .jupyter_driver import CHROMIUM, CHROMIUM_ARGS, JupyterServer
 
@@ -40,16 +41,13 @@ def playwright():
 
 
 @pytest.fixture(scope="module")
-def notebook_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("notebooks")
-    for name, package in (("reference", REFERENCE), ("starter", STARTER)):
-        shutil.copytree(package, root / name / "miniflow", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+def server_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("courses")
 
 
 @pytest.fixture(scope="module")
-def jupyter(notebook_root, tmp_path_factory, playwright):
-    server = JupyterServer(notebook_root, tmp_path_factory.mktemp("jupyter-state"))
+def jupyter(server_root, tmp_path_factory, playwright):
+    server = JupyterServer(server_root, tmp_path_factory.mktemp("jupyter-state"))
     yield server
     server.stop()
 
@@ -70,12 +68,34 @@ def page(playwright, tmp_path):
 
 
 @pytest.fixture
+def course(jupyter, request):
+    """Call course(package, notebook) for a fresh folder holding a copy of the notebook and the package.
+
+    The package (REFERENCE or STARTER) is copied as `miniflow/` beside the
+    notebook, so the kernel, started in that folder, imports it; nothing is
+    installed and solutions/ is never on sys.path. Returns the notebook's
+    path relative to the server's root.
+    """
+    folder = jupyter.root / re.sub(r"[^\w-]+", "-", request.node.name).strip("-")
+
+    def make(package, notebook):
+        shutil.copytree(package, folder / "miniflow", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(notebook, folder / notebook.name)
+        return f"{folder.name}/{notebook.name}"
+
+    return make
+
+
+@pytest.fixture
 def screenshot(page, request):
-    """Call screenshot() to save the page as test-artifacts/<test name>.png."""
+    """Call screenshot() to save the page as test-artifacts/<test name>.png.
+
+    screenshot("-more") saves test-artifacts/<test name>-more.png.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     name = request.node.name.replace("[", "-").replace("]", "")
 
-    def save():
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    def save(suffix=""):
+        page.screenshot(path=str(ARTIFACTS / f"{name}{suffix}.png"), full_page=True)
 
     return save

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class JupyterServer:
 
 
 def write_notebook(path, cells):
-    """A python3 notebook with one code cell per string in `cells`."""
+    """A python3 notebook with one code cell per string in `cells` (for benchmarks/widget_latency.py)."""
     notebook = {
         "cells": [
             {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
@@ -157,17 +158,91 @@ def open_notebook(page, server, path, ui="lab", workspace="test"):
         page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=60_000)
     else:
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    # The notebook adds its cells to the page a few at a time: wait for all of them.
+    count = len(server.api(f"contents/{urllib.parse.quote(path)}")["content"]["cells"])
+    page.wait_for_function(
+        "(count) => document.querySelectorAll('.jp-Notebook .jp-Cell').length === count",
+        arg=count,
+        timeout=60_000,
+    )
 
 
-def run_all_cells(page):
-    """Run → Run All Cells, from the menu bar (the same in JupyterLab and Notebook 7)."""
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+# The state of every cell, in order: code or not, its prompt, and whether it
+# shows a traceback. JupyterLab 4 and Notebook 7 keep every cell in the page,
+# so indices are the notebook's cell indices; but off-screen cells are not
+# laid out, so read them with textContent (Playwright's text_content()):
+# their innerText is empty.
+CELL_STATES = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell => ({
+    code: cell.classList.contains('jp-CodeCell'),
+    prompt: (cell.querySelector('.jp-InputArea-prompt') || {textContent: ''}).textContent,
+    traceback: [...cell.querySelectorAll('.jp-OutputArea-output')]
+        .some(output => /Traceback/.test(output.textContent)),
+}))"""
+
+
+def cells(page):
+    """The notebook's cells (code and markdown), in order."""
+    return page.locator(".jp-Notebook .jp-Cell")
+
+
+def cell_states(page):
+    return page.evaluate(CELL_STATES)
+
+
+def execution_count(state):
+    digits = "".join(ch for ch in state["prompt"] if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def wait_until_ran(page, index, after, timeout=120_000):
+    """Wait until cell `index` has an execution count above `after` and no cell shows [*]."""
+    page.wait_for_function(
+        f"""([index, after]) => {{
+            const states = ({CELL_STATES})();
+            const count = parseInt(states[index].prompt.replace(/\\D/g, ''), 10);
+            return count > after && states.every(s => !s.prompt.includes('*'));
+        }}""",
+        arg=[index, after],
+        timeout=timeout,
+    )
+
+
+def select_cell(page, index):
+    """Select cell `index` in command mode, by clicking beside its input."""
+    cells(page).nth(index).locator(".jp-InputPrompt").first.click()
+
+
+def run_cell(page, index, timeout=120_000):
+    """Run code cell `index` alone (Ctrl+Enter in command mode) and wait until it has run."""
+    highest = max((execution_count(s) or 0 for s in cell_states(page)), default=0)
+    select_cell(page, index)
+    page.keyboard.press("Control+Enter")
+    wait_until_ran(page, index, highest, timeout=timeout)
+
+
+def run_all_cells(page, timeout=120_000):
+    """Run every code cell from the top, one at a time; return the indices of those that raised.
+
+    This is a student pressing Ctrl+Enter on each cell in turn, not Run → Run
+    All Cells: that stops at the first cell that raises, and a release
+    notebook's test cells raise until its exercises are done. Going on with
+    Run Selected Cell and All Below is not reliable either: after an error
+    the kernel (ipykernel 7) drops only the requests that reached it before
+    the error, and under load the browser sends them late, so some later
+    cells ran and some did not, even out of order. Run one at a time, each
+    cell starts after the one before it has finished.
+    """
+    raised = []
+    for index, state in enumerate(cell_states(page)):
+        if state["code"]:
+            run_cell(page, index, timeout=timeout)
+            if cell_states(page)[index]["traceback"]:
+                raised.append(index)
+    return raised
 
 
 def wait_for_cells_done(page, timeout=120_000):
-    """Wait until no cell shows [*] and the kernel is idle again."""
+    """Wait until no cell shows [*] and some cell has run (run_all_cells already does this)."""
     page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll('.jp-InputArea-prompt')];
@@ -176,3 +251,11 @@ def wait_for_cells_done(page, timeout=120_000):
         }""",
         timeout=timeout,
     )
+
+
+def set_cell_source(page, index, source):
+    """Replace the text of code cell `index` as a student would: select all of it and type."""
+    editor = cells(page).nth(index).locator(".cm-content")
+    editor.click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.insert_text(source)

@@ -14,11 +14,12 @@ import numpy as np
 from .arithmetic import Add, Mul
 from .graph import value_and_grad
 from .layers import Linear, Sigmoid
-from .losses import CrossEntropyWithSoftmax
+from .losses import MSE, CrossEntropyWithSoftmax
 from .node import DummyGrad, Input
 
 __all__ = [
-    "Add", "CrossEntropyWithSoftmax", "DummyGrad", "Input", "Linear", "Mul", "Sigmoid", "value_and_grad",
+    "Add", "CrossEntropyWithSoftmax", "DummyGrad", "Input", "Linear", "MSE", "Mul", "Sigmoid",
+    "value_and_grad",
 ]
 
 
