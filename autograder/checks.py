@@ -530,12 +530,8 @@ def compare(got, expected, check):
         if close.all():
             return None
         first = np.unravel_index(int(np.argmin(close)), close.shape)
-        at = (
-            ""
-            if got.ndim == 0
-            else (
-                f"{close.size - close.sum()} of {close.size} entries differ; at {[int(i) for i in first]}: "
-            )
+        at = "" if got.ndim == 0 else (
+            f"{close.size - close.sum()} of {close.size} entries differ; at {[int(i) for i in first]}: "
         )
         return f"is wrong: {at}expected {float(expected[first]):.6g}, got {float(got[first]):.6g}" + (
             ratio_hint(got.astype(np.float64), expected.astype(np.float64))

@@ -47,8 +47,9 @@ SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 UNSANDBOXED = "The sandbox was unavailable: the notebooks ran with resource limits only."
 
 # Test cells graded by a trusted check: grade_id -> (check, part). A part names one
-# of the check's results ("gradient for W"), None the whole check. Every other test
-# cell is graded by nbgrader from its run in the student's kernel, or by a probe (PROBES).
+# of the check's results ("gradient for W"), None the whole check. The other test
+# cells are graded from probes (probes.PROBES); a cell in neither, as an instructor
+# might add, is graded by nbgrader from its run in the student's kernel.
 CHECKED_CELLS = {
     "mul_forward": ("mul_forward", None),
     "mul_backward": ("mul_backward", None),
@@ -427,17 +428,19 @@ class TrustedChecks(NbGraderPreprocessor):
         else:  # it did not run, or took its kernel with it: the executor said why in its outputs
             errors = [output for output in cell.outputs if output.output_type == "error"]
             passed, message = False, errors[-1].evalue if errors else "it did not run"
-        if passed:
-            return [new_output("stream", name="stdout", text=f"Passed the trusted check: {probe.title}\n")]
-        return [error_output("CheckFailed", f"{probe.title}: {message}")]
+        return TrustedChecks.outputs(probe.title, 1.0 if passed else 0.0, message, None)
 
     @staticmethod
     def verdict(result, part, points):
         title = checks.CHECKS[result.name].title + (f" ({part})" if part else "")
         fraction = float(result.parts[part]) if part else result.score
+        return TrustedChecks.outputs(title, fraction, result.message_for(part), points)
+
+    @staticmethod
+    def outputs(title, fraction, message, points):
+        """A test cell's outputs for a verdict: passed, failed, or `fraction` of its `points`."""
         if fraction == 1:
             return [new_output("stream", name="stdout", text=f"Passed the trusted check: {title}\n")]
-        message = result.message_for(part)
         if fraction == 0:
             return [error_output("CheckFailed", f"{title}: {message}")]
         return [

@@ -479,10 +479,9 @@ def recorded_network(n_features):
 def judge_batches(rows_seen, examples, batch_size, use):
     require(isinstance(rows_seen, list), "no batches were recorded")
     sizes = [len(rows) for rows in rows_seen]
-    batches = -(-examples // batch_size)
-    expected_sizes = sorted(
-        [batch_size] * (examples // batch_size) + [examples % batch_size] * (examples % batch_size > 0)
-    )
+    full, rest = divmod(examples, batch_size)
+    expected_sizes = sorted([batch_size] * full + ([rest] if rest else []))
+    batches = len(expected_sizes)
     require(
         len(sizes) == batches,
         f"{examples} examples in batches of {batch_size} make {batches} batches "
@@ -569,19 +568,21 @@ MLP_CHAIN = "Input -> Linear -> Sigmoid -> Linear -> CrossEntropyWithSoftmax"
 REBUILDABLE = frozenset({"Input", "Add", "Mul", "Linear", "Sigmoid", "CrossEntropyWithSoftmax"})
 
 
+def reference_data():
+    """The reference's miniflow.data module."""
+    return importlib.import_module(f"{load_reference().__name__}.data")
+
+
 @functools.cache
 def grading_data():
     """Notebook 5's data as grading sees it: MNIST from $MINIFLOW_DATA, or course_splits' fallback."""
-    data = importlib.import_module(f"{load_reference().__name__}.data")
-    return data.course_splits(seed=0, download=False, progress=False)
+    return reference_data().course_splits(seed=0, download=False, progress=False)
 
 
 @dataclass(frozen=True)
 class Network:
     """A student's network rebuilt with the reference classes."""
 
-    kinds: list
-    inputs: list
     X: object
     y: object
     loss: object
@@ -623,7 +624,7 @@ def network_of(reply, weights_prefix=""):
             "each key of weights should be an Input node of the network",
         )
         weights[nodes[index]] = reply.array(f"{weights_prefix}weight{position}", "a weight")
-    return Network(kinds, inputs, nodes[X], nodes[y], nodes[loss], weights), (X, y, loss, weight_nodes)
+    return Network(nodes[X], nodes[y], nodes[loss], weights)
 
 
 def chain_of(reply):
@@ -640,7 +641,7 @@ def chain_of(reply):
 def judge_built(reply, expected_chain, weight_count):
     chain = chain_of(reply)
     require(chain == expected_chain, f"the network is {chain}; expected {expected_chain}")
-    net, _ = network_of(reply)
+    net = network_of(reply)
     data = grading_data()
     reference = load_reference()
     logits = net.loss.inbound_nodes[0]
@@ -676,8 +677,9 @@ def mlp_network_built(reply):
 
 def judge_structure(reply, layers):
     """The hidden structure tests of notebook 5: `layers` is [(W shape, b width)...] from the input on."""
-    _, (X, y, loss, weight_nodes) = network_of(reply)
-    kinds, inputs = reply.values["kinds"], reply.values["inputs"]
+    network_of(reply)  # a network that can be rebuilt, or WrongAnswerError
+    X, y, loss = (int(reply.number(key)) for key in ("X", "y", "loss"))
+    kinds, inputs, weight_nodes = (reply.values[key] for key in ("kinds", "inputs", "weight_nodes"))
     require(kinds[loss] == "CrossEntropyWithSoftmax", "the loss node should be a CrossEntropyWithSoftmax")
     logits, labels = inputs[loss]
     require(labels == y, "the labels of the loss should be the y node")
@@ -770,7 +772,6 @@ def retrained_accuracy(net, learning_rate, batch_size, epochs):
     from threadpoolctl import threadpool_limits
 
     reference = load_reference()
-    data_module = importlib.import_module(f"{reference.__name__}.data")
     data = grading_data()
     weights = {node: np.array(value, dtype=np.float32) for node, value in net.weights.items()}
     trainables = list(weights)
@@ -778,7 +779,7 @@ def retrained_accuracy(net, learning_rate, batch_size, epochs):
     try:
         with threadpool_limits(1, user_api="blas"):  # workers grade side by side: one core each
             for _ in range(epochs):
-                for X_batch, y_batch in data_module.batches(data.X_train, data.y_train, batch_size, rng):
+                for X_batch, y_batch in reference_data().batches(data.X_train, data.y_train, batch_size, rng):
                     reference.value_and_grad(
                         net.loss, {net.X: X_batch, net.y: y_batch, **weights}, wrt=trainables
                     )
@@ -792,7 +793,7 @@ def judge_accuracy(reply, kind, expected_chain):
     learning_rate, batch_size, _ = judge_settings(reply, hidden_layer=kind == "mlp", prefix="")
     chain = chain_of(reply)
     require(chain == expected_chain, f"the network is {chain}; expected {expected_chain}")
-    net, _ = network_of(reply)
+    net = network_of(reply)
     data = grading_data()
     epochs, needed = GRADING_TARGETS[data.source][kind]
     reached = retrained_accuracy(net, learning_rate, batch_size, epochs)
@@ -849,13 +850,12 @@ def train_epoch_learns(reply):
         losses[-1] < losses[0], f"the losses of three epochs, {np.round(losses, 3).tolist()}, should go down"
     )
     data, reference = grading_data(), load_reference()
-    feed_of = {}
     accuracies = []
-    for prefix in ("", "trained_"):
-        net, _ = network_of(reply, prefix)
-        feed_of = {net.X: data.X_train[:500], net.y: data.y_train[:500], **net.weights}
+    for prefix in ("", "trained_"):  # the weights before and after the three epochs
+        net = network_of(reply, prefix)
+        feed = {net.X: data.X_train[:500], net.y: data.y_train[:500], **net.weights}
         try:
-            accuracies.append(reference.accuracy(net.loss, feed_of))
+            accuracies.append(reference.accuracy(net.loss, feed))
         except reference.MiniflowError as error:
             raise WrongAnswerError(f"the network does not run: {error}") from None
     before, after = accuracies

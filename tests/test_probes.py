@@ -6,6 +6,7 @@ verdicts are then reached here, from the raw results the kernel saved.
 
 import os
 
+import nbformat
 import numpy as np
 import pytest
 from conftest import MNIST, REFERENCE, ROOT
@@ -66,8 +67,6 @@ def test_the_reference_notebooks_pass_every_probe(name, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PROBED_NOTEBOOKS)
 def test_the_released_stubs_fail_every_probe_saying_not_implemented(name, tmp_path):
-    import nbformat
-
     nb = nbformat.read(ROOT / "release" / "miniflow-lab" / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:  # the release keeps the test cells' visible part; the probe replaces it anyway
         if nbgrader_meta(cell).get("grade_id") in PROBES:
