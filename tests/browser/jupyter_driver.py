@@ -33,9 +33,13 @@ def free_port():
 
 
 class JupyterServer:
-    """A JupyterLab server serving `root`; stop() ends it."""
+    """A JupyterLab server serving `root`; stop() ends it.
 
-    def __init__(self, root, state_dir):
+    `extra_args` are added to the command line, e.g. to turn a server
+    extension off.
+    """
+
+    def __init__(self, root, state_dir, extra_args=()):
         self.root = Path(root)
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -68,6 +72,7 @@ class JupyterServer:
                 "--LabApp.news_url=None",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
+                *extra_args,
             ],
             env=env,
             stdout=self.log,
