@@ -109,10 +109,11 @@ SERVERS = {
     "kit": (),
     "stock": ("--ServerApp.jpserver_extensions=autograder.kernel_websocket=False",),
 }
+EXTENSION_LOADED = "autograder.kernel_websocket | extension was successfully loaded"
 
 
-def measure_server(server_args, moves):
-    """{graph: latencies in ms} for the three sliders, on a JupyterLab started with server_args."""
+def measure_server(name, moves):
+    """{graph: latencies in ms} for the three sliders, on the JupyterLab SERVERS[name]."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="widget-latency-") as scratch:
@@ -124,8 +125,12 @@ def measure_server(server_args, moves):
         )
         write_notebook(scratch / "notebooks" / "latency.ipynb", CELLS)
         (scratch / "state").mkdir()
-        server = JupyterServer(scratch / "notebooks", scratch / "state", extra_args=server_args)
+        server = JupyterServer(scratch / "notebooks", scratch / "state", extra_args=SERVERS[name])
         try:
+            loaded = EXTENSION_LOADED in (scratch / "state" / "jupyter.log").read_text()
+            if loaded != (name == "kit"):
+                wrong = "lacks" if name == "kit" else "has"
+                sys.exit(f"the {name} JupyterLab {wrong} the autograder.kernel_websocket extension")
             with sync_playwright() as driver:
                 context = driver.chromium.launch_persistent_context(
                     str(scratch / "profile"),
@@ -161,7 +166,7 @@ def main(argv=None):
     results = {}
     for name in names:
         print(f"-- {name} JupyterLab")
-        results[name] = measure_server(SERVERS[name], args.moves)
+        results[name] = measure_server(name, args.moves)
         for graph, latencies in results[name].items():
             report(graph, latencies)
     if len(names) > 1:
