@@ -10,6 +10,8 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
+GATEWAY_CONNECTION = "jupyter_server.gateway.connections.GatewayWebSocketConnection"
+
 
 def test_installing_the_project_enables_the_extension():
     extensions = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
@@ -48,3 +50,20 @@ class TestStockServer:
 
     async def test_kernel_websocket_has_no_nodelay(self, jp_fetch, jp_ws_fetch):
         assert not await kernel_socket_nodelay(jp_fetch, jp_ws_fetch)
+
+
+class TestKernelGateway:
+    """A server whose kernels live behind a gateway keeps the gateway's own websocket connection."""
+
+    @pytest.fixture
+    def jp_server_config(self):
+        return {
+            "ServerApp": {
+                "jpserver_extensions": {"autograder.kernel_websocket": True},
+                "kernel_websocket_connection_class": GATEWAY_CONNECTION,
+            }
+        }
+
+    def test_the_gateway_connection_is_kept(self, jp_serverapp):
+        connection_class = jp_serverapp.web_app.settings["kernel_websocket_connection_class"]
+        assert f"{connection_class.__module__}.{connection_class.__name__}" == GATEWAY_CONNECTION
