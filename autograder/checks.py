@@ -158,7 +158,7 @@ class CheckResult:
 
     def message_for(self, part):
         """What went wrong in `part` (or, without one, in the check)."""
-        return self.part_messages.get(part, self.message) if part else self.message
+        return self.part_messages.get(part, self.message)
 
     @property
     def passed(self):

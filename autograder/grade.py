@@ -26,7 +26,6 @@ import os
 import queue
 import select
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from .environment import put_environment_bin_on_path
 from .pipeline import configure
 from .preprocessors import NOTES
 from .release import ASSIGNMENT
-from .sandbox import kill_group
+from .sandbox import kill_group, signal_name
 from .submissions import copy_into_course, find_submissions, materialise_sample
 
 # The samples README's main command grades: the reference, the untouched starter, typical mistakes.
@@ -149,8 +148,9 @@ class Course:
         return Path(self.coursedir.format_path(step, student_id, self.assignment))
 
 
-def grade(submissions, out, course, settings=Settings()):
+def grade(submissions, out, course, settings=None):
     """Grade every student folder in `submissions` into `course`; write OUT; return the Rows."""
+    settings = settings or Settings()
     out = Path(out)
     found = find_submissions(submissions, course.assignment)
     for submission in found:
@@ -326,8 +326,7 @@ def lost(status):
         return "the grading worker died"
     if status >= 0:
         return f"the grading process exited with status {status} (see the student's log)"
-    name = signal.Signals(-status).name if -status in signal.valid_signals() else f"signal {-status}"
-    return f"the grading process was killed by {name}"
+    return f"the grading process was killed by {signal_name(-status)}"
 
 
 def grade_one(job_file, log):
@@ -477,15 +476,15 @@ def write_tests(path, course, rows):
                     writer.writerow([row.student_id, notebook, test, number(score), number(points)])
 
 
-def grade_samples(out, course, settings=Settings(), names=DEMO_SAMPLES):
-    """Write the samples `names` as submissions in OUT/samples/, then grade them."""
+def grade_samples(out, course, settings=None):
+    """Write the samples DEMO_SAMPLES as submissions in OUT/samples/, then grade them."""
     folder = Path(out) / "samples"
     shutil.rmtree(folder, ignore_errors=True)
     release = course.folder(course.coursedir.release_directory, ".")
     source = course.folder(course.coursedir.source_directory, ".")
     if not release.is_dir():
         raise GradingError(f"{release} is missing: run `miniflow-course build-release` first")
-    for name in names:
+    for name in DEMO_SAMPLES:
         materialise_sample(name, folder / name, release, source)
     return grade(folder, out, course, settings)
 

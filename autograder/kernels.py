@@ -21,7 +21,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer, List, Unicode
 
-from .sandbox import GIB, Limits, Sandbox
+from .sandbox import GIB, Limits, Sandbox, unwrapped_returncode
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -81,6 +81,4 @@ class SandboxedKernelManager(AsyncKernelManager):
         """The kernel process's return code (negative for a signal), or None while it runs."""
         process = getattr(self.provisioner, "process", None)
         code = process.poll() if process is not None else None
-        if code is not None and self.sandbox.isolated and code > 128:
-            code = 128 - code  # bwrap reports death by signal N as 128 + N
-        return code
+        return unwrapped_returncode(code, self.sandbox.isolated)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import BadReplyError, load_reference, read_npz_reply, shorten
+from .checks import BadReplyError, load_reference, ratio_hint, read_npz_reply, shorten
 
 # Run in the student's kernel after the probe's body (the function _miniflow_probe):
 # save what it returns to `path`, numeric arrays as arrays and the rest as JSON.
@@ -277,8 +277,9 @@ def judge_mse_gradient(reply, key, targets, predictions):
     )
     expected = expected_mse_gradient(targets, predictions)
     if not np.allclose(mine, expected):
-        ratio = mine.ravel()[0] / expected.ravel()[0] if expected.ravel()[0] else np.nan
-        hint = " (divide by the number of elements)" if np.allclose(mine, ratio * expected) else ""
+        hint = ratio_hint(mine, expected)
+        if hint and np.allclose(mine, targets.size * expected):
+            hint = " (divide by the number of elements)"  # the notebook's own hint
         raise WrongAnswerError(f"mse_gradient(y, a) for a of shape {predictions.shape} is wrong{hint}")
 
 
@@ -790,7 +791,7 @@ def retrained_accuracy(net, learning_rate, batch_size, epochs):
 
 
 def judge_accuracy(reply, kind, expected_chain):
-    learning_rate, batch_size, _ = judge_settings(reply, hidden_layer=kind == "mlp", prefix="")
+    learning_rate, batch_size, _ = judge_settings(reply, hidden_layer=kind == "mlp")
     chain = chain_of(reply)
     require(chain == expected_chain, f"the network is {chain}; expected {expected_chain}")
     net = network_of(reply)

@@ -55,14 +55,19 @@ def build_release(root, assignment=ASSIGNMENT, use_gradebook=True):
     return release
 
 
+def copy_sources(root, scratch):
+    """Copy what a release is built from (SOURCES) from the course `root` into `scratch`."""
+    for name in SOURCES:
+        source = Path(root) / name
+        if source.is_dir():
+            shutil.copytree(source, Path(scratch) / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, Path(scratch) / name)
+
+
 def stale_release_files(root, scratch, assignment=ASSIGNMENT):
     """Files of ``release/<assignment>/`` that differ from a fresh build made in `scratch`."""
-    root, scratch = Path(root).resolve(), Path(scratch)
-    for name in SOURCES:
-        source = root / name
-        if source.is_dir():
-            shutil.copytree(source, scratch / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, scratch / name)
+    root = Path(root).resolve()
+    copy_sources(root, scratch)
     fresh = build_release(scratch, assignment, use_gradebook=False)
     return differing_files(fresh, root / "release" / assignment)

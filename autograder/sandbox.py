@@ -240,9 +240,7 @@ class Sandbox:
                 process.wait()
             output.seek(0)
             text = output.read(self.limits.output_bytes).decode(errors="replace")
-        returncode = process.returncode
-        if self.isolated and returncode > 128:
-            returncode = 128 - returncode  # bwrap reports death by signal N as 128 + N
+        returncode = unwrapped_returncode(process.returncode, self.isolated)
         return SandboxRun(returncode, timed_out, text, self.isolated, time.monotonic() - start)
 
 
@@ -268,6 +266,18 @@ def kill_group(process_group):
         os.killpg(process_group, signal.SIGKILL)
 
 
+def unwrapped_returncode(code, isolated):
+    """A sandboxed process's return code as Popen gives it unsandboxed: negative for a signal.
+
+    bwrap reports its child's death by signal N as 128 + N.
+    """
+    return 128 - code if isolated and code is not None and code > 128 else code
+
+
+def signal_name(number):
+    return signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+
+
 def describe_exit(run, limits):
     """How a sandboxed run ended, in words for a student."""
     if run.timed_out:
@@ -275,10 +285,9 @@ def describe_exit(run, limits):
     if run.returncode >= 0:
         return f"it exited with status {run.returncode}"
     number = -run.returncode
-    name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
     causes = {
         signal.SIGXCPU: f"the CPU time limit of {limits.cpu_seconds} s",
         signal.SIGKILL: "often for using too much memory or time",
         signal.SIGSEGV: "a crash",
     }
-    return f"it was killed by {name}" + (f" ({causes[number]})" if number in causes else "")
+    return f"it was killed by {signal_name(number)}" + (f" ({causes[number]})" if number in causes else "")

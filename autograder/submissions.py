@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 from nbformat.reader import NotJSONError
 
-from . import samples
+from . import samples, starter
 from .sandbox import MIB
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -152,7 +152,7 @@ def answered_notebook(released, source):
         if metadata.get("solution"):
             lines = answers[metadata["grade_id"]].splitlines()
             cell.source = "\n".join(
-                line for line in lines if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+                line for line in lines if starter.BEGIN not in line and starter.END not in line
             )
     return notebook
 

@@ -18,9 +18,7 @@ machine's load changes them all.
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,12 +45,7 @@ MIX = (
 
 
 def scratch_course(folder):
-    for name in ("nbgrader_config.py", "assignments", "solutions"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, folder / name)
+    release.copy_sources(ROOT, folder)
     release.build_release(folder)
     return Course(folder)
 
@@ -90,7 +83,6 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default: 2)")
     args = parser.parse_args(argv)
     data = os.environ.setdefault("MINIFLOW_DATA", str(SHARED_MNIST))
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
     with tempfile.TemporaryDirectory(prefix="grading-benchmark-") as scratch:
         scratch = Path(scratch)

@@ -21,8 +21,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -51,9 +49,7 @@ REGION = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOT
 def course(tmp_path_factory):
     """A scratch copy of the course, its release built and recorded in its own gradebook."""
     root = tmp_path_factory.mktemp("course")
-    shutil.copy2(ROOT / "nbgrader_config.py", root)
-    for name in ("assignments", "solutions"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    release.copy_sources(ROOT, root)
     release.build_release(root)
     return Course(root)
 
@@ -341,15 +337,8 @@ def test_feedback_names_failed_tests_with_a_message_and_hides_hidden_tests(grade
 @pytest.mark.slow
 def test_nbgraders_export_and_formgrader_read_the_same_gradebook(course, graded_samples):
     _, rows = graded_samples
-    environment = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
     exported = course.root / "nbgrader-export.csv"
-    subprocess.run(
-        [sys.executable, "-m", "nbgrader", "export", "--to", str(exported)],
-        cwd=course.root,
-        env=environment,
-        check=True,
-        capture_output=True,
-    )
+    release.run_nbgrader(course.root, "export", "--to", str(exported))
     by_student = {row["student_id"]: float(row["score"]) for row in read_csv(exported)}
     submissions = NbGraderAPI(course.coursedir).get_submissions(course.assignment)
     listed = {submission["student"]: submission["score"] for submission in submissions}

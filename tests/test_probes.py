@@ -158,3 +158,21 @@ def test_a_reply_that_is_not_one_is_refused(tmp_path):
     with pytest.raises(BadReplyError):
         read_reply(tmp_path / "link.npz")
     assert PROBES["by_hand_f"].verdict(None) == (False, "the probe saved no results")
+
+
+@pytest.mark.parametrize(
+    ("factor", "hint"),
+    [
+        (6, "(divide by the number of elements)"),  # a sum where the mean belongs: 6 elements
+        (-1, "(-1 times the expected, everywhere)"),
+        (0.5, "(0.5 times the expected, everywhere)"),
+    ],
+)
+def test_a_wrong_mse_gradient_gets_the_hint_for_its_mistake(factor, hint):
+    targets = np.arange(6.0).reshape(3, 2)
+    predictions = targets + np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 2.0]])
+    mine = factor * probes.expected_mse_gradient(targets, predictions)
+    reply = probes.Reply(error=None, types={}, values={}, arrays={"gradient": mine})
+    with pytest.raises(probes.WrongAnswerError) as failure:
+        probes.judge_mse_gradient(reply, "gradient", targets, predictions)
+    assert str(failure.value).endswith(hint)

@@ -246,18 +246,6 @@ def run_all_cells(page, timeout=120_000):
     return raised
 
 
-def wait_for_cells_done(page, timeout=120_000):
-    """Wait until no cell shows [*] and some cell has run (run_all_cells already does this)."""
-    page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-InputArea-prompt')];
-            return prompts.length > 0 && prompts.every(p => !p.textContent.includes('*'))
-                && prompts.some(p => /\\d/.test(p.textContent));
-        }""",
-        timeout=timeout,
-    )
-
-
 def set_cell_source(page, index, source):
     """Replace the text of code cell `index` as a student would: select all of it and type."""
     editor = cells(page).nth(index).locator(".cm-content")
