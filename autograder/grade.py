@@ -46,10 +46,11 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from .environment import put_environment_bin_on_path
 from .pipeline import configure
-from .preprocessors import NOTES
+from .preprocessors import NOTES, RecordedTests
 from .release import ASSIGNMENT
 from .sandbox import kill_group, signal_name
 from .submissions import copy_into_course, find_submissions, materialise_sample
+from .testcells import TestDefinitionError
 
 # The samples README's main command grades: the reference, the untouched starter, typical mistakes.
 DEMO_SAMPLES = ("reference", "starter", "ce_summed", "bias_grad_wrong_axis", "sigmoid_naive")
@@ -148,6 +149,30 @@ class Course:
         return Path(self.coursedir.format_path(step, student_id, self.assignment))
 
 
+def record_the_reference(course, settings):
+    """Run each source notebook once against the reference solutions, before any student.
+
+    The workers then read what it recorded from the course's cache
+    (preprocessors.RecordedTests); a test that the reference fails stops the run
+    here, once, with its reason.
+    """
+    data = settings.data and str(Path(settings.data).resolve())  # as grade_one sets it
+    saved = os.environ.get("MINIFLOW_DATA")
+    if data:
+        os.environ["MINIFLOW_DATA"] = data
+    try:
+        recorder = RecordedTests(config=course_config(course.root, settings))
+        for notebook in course.tests:
+            recorder.reference_records(course.assignment, notebook)
+    except TestDefinitionError as error:
+        raise GradingError(f"a test cannot grade: {error}") from None
+    finally:
+        if saved is None:
+            os.environ.pop("MINIFLOW_DATA", None)
+        else:
+            os.environ["MINIFLOW_DATA"] = saved
+
+
 def grade(submissions, out, course, settings=None):
     """Grade every student folder in `submissions` into `course`; write OUT; return the Rows."""
     settings = settings or Settings()
@@ -161,6 +186,8 @@ def grade(submissions, out, course, settings=None):
                 list(course.tests),
             )
     to_grade = [submission for submission in found if not submission.problem]
+    if to_grade:
+        record_the_reference(course, settings)
     outcomes = {}
     with (
         tempfile.TemporaryDirectory(prefix="miniflow-grade-") as work,

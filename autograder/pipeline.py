@@ -27,11 +27,11 @@ from nbgrader.preprocessors import (
 
 from .preprocessors import (
     HideHiddenTests,
+    RecordedTests,
     RestoreCells,
     SandboxedExecute,
     ShowGradingNotes,
     StderrIsNotFailure,
-    TrustedChecks,
 )
 
 
@@ -53,7 +53,7 @@ def configure(c):
         StderrIsNotFailure,
         ClearMetadataPreprocessor,
         LimitOutput,
-        TrustedChecks,
+        RecordedTests,
         SaveAutoGrades,
         AssignLatePenalties,
         CheckCellMetadata,

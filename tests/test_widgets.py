@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 from browser.svg_text import caption, edge_text, node_texts
-from conftest import REFERENCE, load_package
+from conftest import REFERENCE, ROOT, STARTER
 
 
 @pytest.fixture(scope="module")
@@ -325,78 +325,87 @@ def test_the_output_keeps_a_static_svg_picture_for_exports(mf, widgets):
 # -- self-check ------------------------------------------------------------------------------------
 
 
-def test_self_check_passes_every_exercise_of_the_reference(mf):
-    report = mf.check()
-    assert [r.exercise for r in report.results] == ["Mul", "Linear", "Sigmoid", "CrossEntropyWithSoftmax"]
-    assert report.passed
-    assert "All 4 exercises pass" in str(report)
+def lab_folder(tmp_path, notebooks, package, edit=None):
+    """A student's folder: the notebooks of `notebooks` beside a copy of `package` as miniflow/.
+
+    `edit`, (file, old, new), changes one line of the package.
+    """
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    for notebook in (ROOT / notebooks).glob("*.ipynb"):
+        shutil.copy(notebook, folder)
+    shutil.copytree(package, folder / "miniflow", ignore=shutil.ignore_patterns("__pycache__"))
+    if edit:
+        file, old, new = edit
+        source = (folder / "miniflow" / file).read_text()
+        assert old in source
+        (folder / "miniflow" / file).write_text(source.replace(old, new))
+    return folder
 
 
-def test_self_check_of_the_starter_says_what_to_write_first(starter, capsys):
-    report = starter.check()
+@pytest.fixture(scope="module")
+def answered_lab(tmp_path_factory):
+    """The source notebooks (every answer written) beside the reference package."""
+    return lab_folder(tmp_path_factory.mktemp("answered"), "assignments/miniflow-lab", REFERENCE)
+
+
+def test_self_check_runs_the_notebooks_own_visible_tests_and_the_reference_passes(mf, answered_lab):
+    report = mf.check(answered_lab)
+    exercises = [r.exercise for r in report.results]
+    assert "Exercise 1.3: the `Mul` node (in `miniflow/arithmetic.py`)" in exercises
+    tests = {test.grade_id for result in report.results for test in result.tests}
+    assert {"mul_lab_f", "linear_lab_dummygrad", "cross_entropy_lab", "settings_in_range"} <= tests
+    assert not tests & {"mul_backward", "linear_float32"}  # hidden tests are not run
+    assert report.passed, str(report)
+    assert f"All {len(report.results)} exercises pass" in str(report)
+
+
+def test_self_check_of_the_starter_says_what_to_write(mf, tmp_path, capsys):
+    report = mf.check(lab_folder(tmp_path, "release/miniflow-lab", STARTER))
     assert not any(r.passed for r in report.results)
-    first = report.first_failure
-    assert (first.exercise, first.part, first.not_implemented) == ("Mul", "forward", True)
-    assert "Mul.forward is not written yet" in str(report)
-    assert "multiply" in str(report)  # the stub's hint
+    assert all(r.status == "not written yet" for r in report.results)
+    mul = next(r for r in report.results if "`Mul`" in r.exercise)
+    assert "Mul.forward" in mul.message and "multiply" in mul.message  # the stub's hint
     assert capsys.readouterr().err == ""
 
 
-def broken_copy(tmp_path, module_name, old, new, file="arithmetic.py"):
-    """A copy of the reference with one line of `file` changed, loaded as `module_name`."""
-    folder = tmp_path / module_name
-    shutil.copytree(REFERENCE, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    path = folder / file
-    source = path.read_text()
-    assert old in source
-    path.write_text(source.replace(old, new))
-    return load_package(folder, module_name)
-
-
-def test_self_check_blames_the_backward_pass_and_gives_its_hint(tmp_path):
-    broken = broken_copy(
-        tmp_path, "miniflow_mul_backward_bug", "grad_i = grad_i * value", "grad_i = grad_i + value"
-    )
-    report = broken.check()
+def test_self_check_shows_the_failing_assert(mf, tmp_path):
+    edit = ("arithmetic.py", "grad_i = grad_i * value", "grad_i = grad_i + value")
+    report = mf.check(lab_folder(tmp_path, "assignments/miniflow-lab", REFERENCE, edit))
     first = report.first_failure
-    assert (first.exercise, first.part) == ("Mul", "backward")
-    assert "gradient of x" in first.message
-    assert "d(x*y)/dx = y" in first.hint
-    assert [r.passed for r in report.results[1:]] == [True, True, True]
+    assert "`Mul`" in first.exercise and first.status == "fail"
+    assert "this check failed: assert grads == [-1, 3, 3]" in first.message
+    assert report.results[0].passed  # the exercises that do not use Mul
     html = report._repr_html_()
-    assert html.count("✓ pass") == 3 and "✗ backward" in html
+    assert "✓ pass" in html and "✗ fail" in html
 
 
-def test_self_check_blames_the_forward_pass_of_a_wrong_value(tmp_path):
-    broken = broken_copy(
-        tmp_path,
-        "miniflow_sigmoid_forward_bug",
-        "return 0.5 * (1 + np.tanh(0.5 * x))",
-        "return np.tanh(x)",
-        file="layers.py",
-    )
-    results = {r.exercise: r for r in broken.check().results}
-    assert (results["Sigmoid"].passed, results["Sigmoid"].part) == (False, "forward")
-    assert "value is" in results["Sigmoid"].message
+def test_self_check_names_a_wrong_value(mf, tmp_path):
+    edit = ("layers.py", "return 0.5 * (1 + np.tanh(0.5 * x))", "return np.tanh(x)")
+    report = mf.check(lab_folder(tmp_path, "assignments/miniflow-lab", REFERENCE, edit))
+    sigmoid = next(r for r in report.results if "`Sigmoid`" in r.exercise)
+    assert not sigmoid.passed and "assert np.allclose(value, [0.0, 0.5, 1.0], atol=1e-4)" in sigmoid.message
 
 
-def test_self_check_without_ipywidgets_shows_the_table_as_html(mf, monkeypatch):
+def test_self_check_without_ipywidgets_shows_the_table_as_html(mf, answered_lab, monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", shown.append)
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets now fails
     monkeypatch.delitem(sys.modules, f"{mf.__name__}.widgets.selfcheck_view", raising=False)
-    mf.check()._ipython_display_()
+    report = mf.check(answered_lab)
+    report._ipython_display_()
     (table,) = shown
-    assert type(table).__name__ == "HTML" and table.data.count("✓ pass") == 4
+    assert type(table).__name__ == "HTML" and table.data.count("✓ pass") == len(report.results)
 
 
-def test_self_check_widget_reruns_the_checks(mf):
-    report = mf.check()
+def test_self_check_widget_reruns_the_checks(mf, answered_lab):
+    report = mf.check(answered_lab)
     view = importlib.import_module(f"{mf.__name__}.widgets.selfcheck_view").SelfCheckView(report)
-    assert view.table.value.count("✓ pass") == 4
+    passes = len(report.results)
+    assert view.table.value.count("✓ pass") == passes
     view.table.value = ""
     view.children[1].click()
-    assert view.table.value.count("✓ pass") == 4
+    assert view.table.value.count("✓ pass") == passes
     assert view._repr_mimebundle_()["text/html"] == report._repr_html_()
 
 

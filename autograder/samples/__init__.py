@@ -6,12 +6,9 @@ starter (miniflow_starter/miniflow). The manifest says:
 
     description      what the sample does, in one sentence
     base             "reference" or "starter"
-    expected         check name -> outcome (see checks.CheckResult); "*" for
-                     the checks not named, which otherwise must pass
     needs_isolation  true when the expected outcomes hold only in the sandbox
 
     folder = materialise("ce_summed", tmp_path / "ce_summed")
-    run_checks(folder)
 """
 
 import json
@@ -33,12 +30,6 @@ def names():
 
 def manifest(name):
     return json.loads((SAMPLES / name / "manifest.json").read_text())
-
-
-def expected_outcomes(name, checks):
-    """Check name -> the outcome sample `name` should get, for each of `checks`."""
-    expected = manifest(name)["expected"]
-    return {check: expected.get(check, expected.get("*", "passed")) for check in checks}
 
 
 def materialise(name, destination):

@@ -16,7 +16,7 @@ class SelfCheckView(widgets.VBox):
         super().__init__([self.table, again])
 
     def rerun(self):
-        self.report = check()
+        self.report = check(self.report.folder)
         self.table.value = self.report._repr_html_()
 
     def _repr_mimebundle_(self, **kwargs):
