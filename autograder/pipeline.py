@@ -60,6 +60,18 @@ def configure(c):
     ]
     if os.environ.get("MINIFLOW_DATA"):
         c.SandboxedKernelManager.read_only_paths = [str(Path(os.environ["MINIFLOW_DATA"]).resolve())]
+    # Feedback pages show what student code printed: sanitised (no scripts, no event handlers), and
+    # a widget's static picture as an image before its HTML twin, which sanitising would strip.
+    c.HTMLExporter.sanitize_html = True
+    c.NbConvertBase.display_data_priority = [
+        "image/svg+xml",
+        "image/png",
+        "image/jpeg",
+        "text/html",
+        "text/markdown",
+        "text/latex",
+        "text/plain",
+    ]
     c.GenerateFeedback.preprocessors = [
         GetGrades,
         HideHiddenTests,

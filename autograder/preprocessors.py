@@ -46,7 +46,7 @@ from traitlets import Bool, Enum, Integer, Unicode
 
 from . import recording
 from .kernels import SandboxedKernelManager
-from .sandbox import KIB, SandboxRun, describe_exit
+from .sandbox import KIB, MIB, SandboxRun, describe_exit
 from .testcells import BadRecordError, ReferenceRecords, TestCell, read_events, read_record_file, shorten
 
 NOTES = "autograder_notes"
@@ -137,7 +137,8 @@ class RestoreCells(OverwriteCells):
             name = claimed.get("grade_id")
             if name not in known:
                 del cell.metadata["nbgrader"]
-                what = f"claimed to be {name!r}, which is not in the assignment" if name else "was a copy"
+                claimed = shorten(repr(name), 60)  # the student's text: quoted and bounded
+                what = f"claimed to be {claimed}, which is not in the assignment" if name else "was a copy"
                 # (DeduplicateIds empties the metadata of all but the last copy of a cell)
                 note(nb, f"Cell {index + 1} {what}: it ran as an ordinary cell.")
                 continue
@@ -203,9 +204,10 @@ class SandboxedExecute(Execute):
     past the timeout gets an error output saying so; a new kernel runs the cells
     before it again, discarding what they show, and execution goes on with the
     next cell. After `max_kernel_restarts` replacements, or `notebook_timeout`
-    seconds for the whole notebook, the remaining cells do not run. What one cell
-    shows is capped at `max_output_bytes`, errors and results excepted (they
-    decide its grade).
+    seconds for the whole notebook, the remaining cells do not run. What a cell
+    shows, display updates included, is capped at `max_output_bytes`, and a
+    notebook's at `max_notebook_output_bytes`; errors are kept (they say why a
+    test stopped) but cut to `max_error_chars`.
     """
 
     interrupt_on_timeout = Bool(
@@ -216,9 +218,12 @@ class SandboxedExecute(Execute):
     notebook_timeout = Integer(1800, help="Seconds for all of a notebook's cells, replays included").tag(
         config=True
     )
-    max_output_bytes = Integer(256 * KIB, help="Output kept per cell, errors and results excepted").tag(
+    max_output_bytes = Integer(256 * KIB, help="Output kept per cell, errors excepted").tag(config=True)
+    max_notebook_output_bytes = Integer(8 * MIB, help="Output kept per notebook, errors excepted").tag(
         config=True
     )
+    max_error_chars = Integer(4000, help="Longest error message and traceback line kept").tag(config=True)
+    notebook_bytes = 0
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -229,6 +234,7 @@ class SandboxedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self.deadline = time.monotonic() + self.notebook_timeout
+        self.notebook_bytes = 0
         ran = []  # the cells to run again in a new kernel
         start = 0
         for _ in range(self.max_kernel_restarts + 1):
@@ -345,16 +351,38 @@ class SandboxedExecute(Execute):
             resources.setdefault(RECORDS, {})[name] = record
 
     def output(self, outs, msg, display_id, cell_index):
-        if msg["msg_type"] in ("stream", "display_data"):
-            size = len(json.dumps(msg["content"]))
-            if self.kept_bytes + size > self.max_output_bytes:
-                if not self.truncated:
-                    self.truncated = True
-                    limit = f"{self.max_output_bytes // KIB} KiB"
-                    outs.append(new_output("stream", name="stdout", text=f"\n[output cut at {limit}]\n"))
-                return None
-            self.kept_bytes += size
+        if msg["msg_type"] == "error":
+            content = msg["content"]  # kept, for it says why a test stopped; but bounded
+            content["evalue"] = str(content.get("evalue", ""))[: self.max_error_chars]
+            lines = content.get("traceback", [])[:50]
+            content["traceback"] = [str(line)[: self.max_error_chars] for line in lines]
+        elif not self.within_budget(len(json.dumps(msg["content"]))):
+            if not self.truncated:
+                self.truncated = True
+                outs.append(new_output("stream", name="stdout", text=self.cut_notice()))
+            return None
         return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        # A display update replaces what an output shows: it may not grow past the cell's budget.
+        if len(json.dumps(msg["content"])) > self.max_output_bytes:
+            cut = f"[display update cut at {self.max_output_bytes // KIB} KiB]"
+            msg["content"]["data"] = {"text/plain": cut}
+            msg["content"]["metadata"] = {}
+        super()._update_display_id(display_id, msg)
+
+    def cut_notice(self):
+        cell, notebook = self.max_output_bytes // KIB, self.max_notebook_output_bytes // MIB
+        return f"\n[output cut at {cell} KiB a cell, {notebook} MiB a notebook]\n"
+
+    def within_budget(self, size):
+        """Count `size` bytes of output against the cell's and the notebook's budgets; False when over."""
+        over_cell = self.kept_bytes + size > self.max_output_bytes
+        if over_cell or self.notebook_bytes + size > self.max_notebook_output_bytes:
+            return False
+        self.kept_bytes += size
+        self.notebook_bytes += size
+        return True
 
 
 class StderrIsNotFailure(NbGraderPreprocessor):
@@ -472,23 +500,35 @@ def reference_package(root):
 
 
 class HideHiddenTests(ClearHiddenTests):
-    """nbgrader's ClearHiddenTests for feedback, extended to the outputs of hidden-test cells.
+    """nbgrader's ClearHiddenTests for feedback, extended to what the outputs could show.
 
-    A hidden test's code can reach its outputs: in a traceback, or through the
-    student's code (which can read its caller's source and print it or put it
-    in an exception). So such a cell keeps its verdict (RecordedTests) and only
-    its errors, each as one line "Name: message", cut to `max_message_chars`,
-    with any line of the hidden tests in it blanked out.
+    A hidden test's code can reach outputs: in a traceback, or through the
+    student's code (which can read its caller's source, or IPython's history in a
+    later cell, and print it). So a hidden-test cell keeps only its verdict
+    (RecordedTests) and its errors, each as one line "Name: message" cut to
+    `max_message_chars`; and in every cell's outputs any line of the notebook's
+    hidden tests is blanked out.
     """
 
     max_message_chars = Integer(500, help="Longest error message shown for a hidden test").tag(config=True)
 
+    def preprocess(self, nb, resources):
+        self.hidden = frozenset().union(*(self.hidden_lines(cell.source) for cell in nb.cells))
+        nb, resources = super().preprocess(nb, resources)
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                self.scrub(output)
+        return nb, resources
+
+    hidden = frozenset()  # the notebook's lines of hidden tests
+
     def preprocess_cell(self, cell, resources, cell_index):
         hidden = self.hidden_lines(cell.source)
+        self.hidden = self.hidden | hidden
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         if hidden and cell.cell_type == "code":
             cell.outputs = [
-                self.summary(output, hidden) if output.output_type == "error" else output
+                self.summary(output) if output.output_type == "error" else output
                 for output in cell.outputs
                 if output.output_type == "error" or output.get("metadata", {}).get(VERDICT)
             ]
@@ -505,10 +545,23 @@ class HideHiddenTests(ClearHiddenTests):
                 lines.add(line.strip())
         return lines
 
-    def summary(self, error, hidden):
-        message = error.evalue
-        for line in hidden:
-            message = message.replace(line, "[hidden test]")
+    def blank(self, text):
+        for line in self.hidden:
+            text = text.replace(line, "[hidden test]")
+        return text
+
+    def scrub(self, output):
+        if "text" in output:
+            output.text = self.blank(output.text)
+        if output.output_type == "error":
+            output.evalue = self.blank(output.evalue)
+            output.traceback = [self.blank(line) for line in output.traceback]
+        for kind, value in output.get("data", {}).items():
+            if kind.startswith("text/") and isinstance(value, str):
+                output.data[kind] = self.blank(value)
+
+    def summary(self, error):
+        message = self.blank(error.evalue)
         if len(message) > self.max_message_chars:
             message = message[: self.max_message_chars - 3] + "..."
         return error_output(error.ename, message)

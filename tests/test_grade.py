@@ -538,3 +538,77 @@ def test_a_worker_that_died_between_students_is_replaced_before_the_next(
 
     assert rows == [rows_before[student] for student in BATCH]
     assert scores(out) == {key: score for key, score in scores_before.items() if key[0] in BATCH}
+
+
+def test_feedback_blanks_hidden_test_lines_in_every_cell_and_sanitises_student_html():
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from autograder.pipeline import configure
+
+    secret = "assert gradient_of_f(7, 8, 9) == [17, 7, 7], 'at another point'"
+    test = grade_cell(f"# Hidden tests\n### BEGIN HIDDEN TESTS\n{secret}\n### END HIDDEN TESTS", [])
+    later = new_code_cell(
+        "print(In[-2])",
+        outputs=[
+            new_output("stream", name="stdout", text=f"the hidden test was: {secret}\n"),
+            new_output(
+                "display_data", data={"text/html": '<img src=x onerror="alert(1)"><script>steal()</script>'}
+            ),
+            new_output(
+                "display_data", data={"image/svg+xml": "<svg><text>x = 3</text></svg>", "text/html": "<svg/>"}
+            ),
+        ],
+    )
+    nb = new_notebook(cells=[test, later])
+
+    HideHiddenTests().preprocess(nb, {})
+    config = Config()
+    configure(config)
+    page, _ = HTMLExporter(config=config).from_notebook_node(nb)
+
+    assert secret not in page and "[hidden test]" in page
+    assert "<img src=x onerror" not in page and "<script>steal()" not in page  # shown as text, if at all
+    assert 'src="data:image/svg+xml;base64,' in page  # the widget's static picture survives
+
+
+def test_every_kind_of_output_is_capped_per_cell_and_per_notebook():
+    from autograder.preprocessors import SandboxedExecute
+
+    executor = SandboxedExecute(
+        max_output_bytes=10_000, max_notebook_output_bytes=25_000, max_error_chars=100
+    )
+    cell = new_code_cell("show()")
+    executor.nb = new_notebook(cells=[cell])
+    executor.reset_execution_trackers()
+    executor.kept_bytes, executor.truncated, executor.notebook_bytes = 0, False, 0
+    executor.clear_before_next_output = False
+
+    def message(msg_type, content, display_id=None):
+        transient = {"display_id": display_id} if display_id else {}
+        return {
+            "msg_type": msg_type,
+            "header": {"msg_type": msg_type},
+            "parent_header": {"msg_id": "m"},
+            "content": {**content, "transient": transient},
+        }
+
+    big = {"data": {"text/plain": "x" * 6_000}, "metadata": {}}
+    executor.output(cell.outputs, message("display_data", big, "d1"), "d1", 0)
+    executor.output(cell.outputs, message("execute_result", {**big, "execution_count": 1}), None, 0)
+    executor.output(
+        cell.outputs,
+        message("error", {"ename": "E", "evalue": "y" * 5000, "traceback": ["z" * 5000] * 99}),
+        None,
+        0,
+    )
+    executor._update_display_id(
+        "d1", message("update_display_data", {"data": {"text/plain": "w" * 50_000}, "metadata": {}})
+    )
+
+    kinds = [output.output_type for output in cell.outputs]
+    assert kinds == ["display_data", "stream", "error"]  # the result went over the cell's budget
+    assert "[output cut at" in cell.outputs[1].text
+    assert len(cell.outputs[2].evalue) == 100 and len(cell.outputs[2].traceback) == 50
+    assert "display update cut" in cell.outputs[0].data["text/plain"]
+    assert len(json.dumps(cell.outputs)) < 20_000
