@@ -513,7 +513,8 @@ class HideHiddenTests(ClearHiddenTests):
     max_message_chars = Integer(500, help="Longest error message shown for a hidden test").tag(config=True)
 
     def preprocess(self, nb, resources):
-        self.hidden = frozenset().union(*(self.hidden_lines(cell.source) for cell in nb.cells))
+        tests = [cell for cell in nb.cells if utils.is_grade(cell)]
+        self.hidden = frozenset().union(*(self.hidden_lines(cell.source) for cell in tests))
         nb, resources = super().preprocess(nb, resources)
         for cell in nb.cells:
             for output in cell.get("outputs", []):
@@ -523,6 +524,10 @@ class HideHiddenTests(ClearHiddenTests):
     hidden = frozenset()  # the notebook's lines of hidden tests
 
     def preprocess_cell(self, cell, resources, cell_index):
+        if not utils.is_grade(cell):
+            # Hidden tests live in test cells (restored from the gradebook); the markers in a
+            # student's own cell are just text, which must not stop their feedback.
+            return cell, resources
         hidden = self.hidden_lines(cell.source)
         self.hidden = self.hidden | hidden
         cell, resources = super().preprocess_cell(cell, resources, cell_index)

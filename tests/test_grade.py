@@ -612,3 +612,15 @@ def test_every_kind_of_output_is_capped_per_cell_and_per_notebook():
     assert len(cell.outputs[2].evalue) == 100 and len(cell.outputs[2].traceback) == 50
     assert "display update cut" in cell.outputs[0].data["text/plain"]
     assert len(json.dumps(cell.outputs)) < 20_000
+
+
+def test_hidden_test_markers_in_a_students_own_cell_do_not_stop_the_feedback():
+    own = new_code_cell("# ### BEGIN HIDDEN TESTS\nprint('my notes')", outputs=[])
+    nb = new_notebook(
+        cells=[own, grade_cell("# Test\n### BEGIN HIDDEN TESTS\nassert x\n### END HIDDEN TESTS", [])]
+    )
+
+    HideHiddenTests().preprocess(nb, {})
+
+    assert nb.cells[0].source.endswith("print('my notes')")
+    assert nb.cells[1].source.strip() == "# Test"
