@@ -291,17 +291,24 @@ class SandboxedExecute(Execute):
         return self.cell_timeout
 
     def report_lost_kernel(self, cell, index, lost):
+        """Say in the cell's outputs why its kernel was replaced (for a timeout: error_on_timeout)."""
+        replaced = (
+            "A new kernel ran the cells above again, so the names they define are back, and grading went on; "
+            "what this cell defined is not."
+        )
         if isinstance(lost, CellTimeoutError):
             what = f"did not finish within {self.cell_timeout} s (an endless loop, or a long sleep?)"
-            ename = "CellTimeoutError"
+            configured = self.error_on_timeout
+            ename = configured.get("ename", "CellTimeoutError")
+            evalue = f"{configured.get('evalue') or ''} This cell {what}. {replaced}".strip()
+            traceback = [*configured.get("traceback", []), *error_output(ename, evalue).traceback]
+            cell.outputs.append(new_output("error", ename=ename, evalue=evalue, traceback=traceback))
         else:
             status = self.km.exit_status()
             ended = SandboxRun(status, False, "", self.km.sandbox.isolated, 0)
             how = describe_exit(ended, self.km.limits) if status is not None else "it stopped"
             what = f"made the kernel die: {how}"
-            ename = "DeadKernelError"
-        message = f"This cell {what}. A new kernel ran the cells above again and grading went on."
-        cell.outputs.append(error_output(ename, message))
+            cell.outputs.append(error_output("DeadKernelError", f"This cell {what}. {replaced}"))
         note(self.nb, f"{cell_name(cell, index).capitalize()} {what}.")
 
     def report_memory_error(self, cell, index):

@@ -624,3 +624,24 @@ def test_hidden_test_markers_in_a_students_own_cell_do_not_stop_the_feedback():
 
     assert nb.cells[0].source.endswith("print('my notes')")
     assert nb.cells[1].source.strip() == "# Test"
+
+
+@pytest.mark.slow
+def test_a_timed_out_cell_honours_error_on_timeout_and_says_which_names_survive(tmp_path):
+    from autograder.preprocessors import SandboxedExecute
+
+    nb = new_notebook(
+        cells=[
+            new_code_cell("before = 1"),
+            new_code_cell("during = 2\nwhile True: pass"),
+            new_code_cell("print(before, 'during' in globals())"),
+        ]
+    )
+    custom = {"ename": "TooSlow", "evalue": "the course's own words", "traceback": ["TooSlow"]}
+    executor = SandboxedExecute(timeout=3, error_on_timeout=custom)
+    executor.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+
+    (error,) = nb.cells[1].outputs
+    assert error.ename == "TooSlow" and error.evalue.startswith("the course's own words")
+    assert "the names they define are back" in error.evalue
+    assert nb.cells[2].outputs[0].text == "1 False\n"
