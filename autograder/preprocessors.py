@@ -215,7 +215,7 @@ class SandboxedExecute(Execute):
     ).tag(config=True)
     shutdown_kernel = Enum(["graceful", "immediate"], default_value="immediate").tag(config=True)
     max_kernel_restarts = Integer(10, help="Kernels replaced per notebook before giving up").tag(config=True)
-    notebook_timeout = Integer(1800, help="Seconds for all of a notebook's cells, replays included").tag(
+    notebook_timeout = Integer(600, help="Seconds for all of a notebook's cells, replays included").tag(
         config=True
     )
     max_output_bytes = Integer(256 * KIB, help="Output kept per cell, errors excepted").tag(config=True)
