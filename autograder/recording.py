@@ -292,6 +292,7 @@ class Recorder:
         self.file = None
         self.written = 0
         self.pending = {}
+        self.pending_number = None
         self.ids = {}
         self.kept = []  # objects given an id, so that no other object takes their id()
 
@@ -315,16 +316,21 @@ class Recorder:
             self.file.close()
         os.makedirs(self.folder, exist_ok=True)
         self.file = open(os.path.join(self.folder, f"{grade_id}.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
-        self.written, self.pending, self.ids, self.kept = 0, {}, {}, []
+        self.written, self.pending, self.pending_number, self.ids, self.kept = 0, {}, None, {}, []
 
     # called by the instrumented cell
     def leaf(self, number, index, value):
-        self.pending[index] = self.plain(value)
+        self.keep(number, index, self.plain(value))
         return value
 
     def rule(self, number, index, arguments, keywords):
-        self.pending[index] = {"rule": [self.plain(arguments), self.plain(keywords)]}
+        self.keep(number, index, {"rule": [self.plain(arguments), self.plain(keywords)]})
         return float("nan")  # the grader computes the real value; the kernel need not spend the time
+
+    def keep(self, number, index, plain):
+        if self.pending_number != number:  # an assert whose condition raised leaves nothing behind
+            self.pending, self.pending_number = {}, number
+        self.pending[index] = plain
 
     def finish(self, number, result):
         try:
@@ -334,7 +340,7 @@ class Recorder:
         self.write(
             {"assert": number, "leaves": {str(k): v for k, v in self.pending.items()}, "passed": passed}
         )
-        self.pending = {}
+        self.pending, self.pending_number = {}, None
         return result
 
     def write(self, event):

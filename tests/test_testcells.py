@@ -335,3 +335,12 @@ def test_every_test_cell_of_the_source_notebooks_passes_with_the_reference(cours
         }
         assert set(records) == test_ids and all(records.values()), path.name
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_an_assert_that_raised_leaves_nothing_in_the_next_ones_record(tmp_path):
+    source = "try:\n    assert broken(1) == other(2)\nexcept ZeroDivisionError:\n    pass\n"
+    source += "assert value() == 3"
+    namespace = {"broken": lambda x: x, "other": lambda x: 1 / 0, "value": lambda: 3}
+    text, error = record(source, namespace, tmp_path)
+    (event,) = read_events(text)
+    assert error is None and event.number == 1 and event.leaves == {0: 3}
