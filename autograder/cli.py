@@ -1,12 +1,11 @@
 """The `miniflow-course` command: instructor tools for the miniflow course."""
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from . import grade, release, sandbox, starter
+from . import grade, release, starter
 
 
 def starter_paths(root):
@@ -53,14 +52,10 @@ def grade_submissions(args):
         cell_timeout=args.cell_timeout,
         student_timeout=args.student_timeout,
         data=args.data,
+        sandbox=not args.no_sandbox,
     )
-    problem = sandbox.bubblewrap_problem(shutil.which("bwrap"))
-    if problem:
-        print(
-            f"WARNING: SANDBOX DISABLED ({problem}): student code will run with resource limits only,\n"
-            "able to read the solutions, the gradebook and other submissions. Install bubblewrap.",
-            file=sys.stderr,
-        )
+    for note in grade.run_notes(settings):  # once for the run, not in every student's row
+        print(f"WARNING: {note}", file=sys.stderr)
     try:
         course = grade.Course(args.root)
         if args.samples:
@@ -71,7 +66,8 @@ def grade_submissions(args):
         print(f"cannot grade: {error}", file=sys.stderr)
         return 1
     print(grade.format_table(rows))
-    print(f"wrote {Path(args.out) / 'grades.csv'}, tests.csv, feedback/ and logs/")
+    notes = ", notes.txt" if grade.run_notes(settings) else ""
+    print(f"wrote {Path(args.out) / 'grades.csv'}, tests.csv{notes}, feedback/ and logs/")
     return 0
 
 
@@ -102,6 +98,12 @@ def add_grade_command(commands):
     )
     parser.add_argument(
         "--data", default=defaults.data, help="the MNIST folder kernels may read (default: $MINIFLOW_DATA)"
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code without bubblewrap, with resource limits only (it can read the "
+        "solutions and use the network); without it, grading stops if the sandbox cannot start",
     )
     parser.set_defaults(run=grade_submissions)
 

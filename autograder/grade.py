@@ -14,7 +14,9 @@
 3. Export: OUT/grades.csv (one row per student folder, graded or not, with the
    reason for what grading repaired or could not do), OUT/tests.csv (one row per
    student and test cell), OUT/feedback/<student>/<notebook>.html and
-   OUT/logs/<student>.log (nbgrader's log, for instructors).
+   OUT/logs/<student>.log (nbgrader's log, for instructors). A student is the
+   folder's name in the CSVs and its nbgrader id (the same, unless the name is
+   not an id nbgrader can use: see submissions.assign_ids) everywhere else.
 """
 
 import contextlib
@@ -48,8 +50,15 @@ from .environment import put_environment_bin_on_path
 from .pipeline import configure
 from .preprocessors import NOTES, RecordedTests
 from .release import ASSIGNMENT
-from .sandbox import kill_group, signal_name
-from .submissions import copy_into_course, find_submissions, materialise_sample
+from .sandbox import (
+    SandboxUnavailableError,
+    become_subreaper,
+    end_descendants,
+    kill_group,
+    require_bubblewrap,
+    signal_name,
+)
+from .submissions import Limits, copy_into_course, find_submissions, materialise_sample
 from .testcells import TestDefinitionError
 
 # The samples README's main command grades: the reference, the untouched starter, typical mistakes.
@@ -72,17 +81,30 @@ class Settings:
     cell_timeout: int | None = None  # seconds per cell (nbgrader's Execute.timeout)
     student_timeout: float = 3 * 3600.0  # seconds for one student's worker, all notebooks and feedback
     data: str | None = field(default_factory=lambda: os.environ.get("MINIFLOW_DATA"))  # MNIST, read-only
+    sandbox: bool = True  # False (--no-sandbox): student code runs with the resource limits only
+
+
+NO_SANDBOX = (
+    "Graded with --no-sandbox: student code ran with the resource limits only, able to read the "
+    "solutions, the gradebook and other submissions, and to use the network."
+)
+
+
+def run_notes(settings):
+    """What holds for every student of a run: said once, in OUT/notes.txt, not in each row."""
+    return [] if settings.sandbox else [NO_SANDBOX]
 
 
 @dataclass
 class Row:
     """One line of grades.csv."""
 
-    student_id: str
+    student_id: str  # the folder's name, printable (submissions.printable)
     score: float
     max_score: float
     status: str  # "graded" or "not graded"
     reason: str  # what grading repaired or ran into, or why it could not grade
+    nbgrader_id: str  # the id nbgrader graded it under, in the gradebook and OUT/feedback/, OUT/logs/
 
 
 def course_config(root, settings):
@@ -92,6 +114,8 @@ def course_config(root, settings):
     config.CourseDirectory.root = str(root)
     if settings.cell_timeout is not None:
         config.Execute.timeout = settings.cell_timeout
+    if not settings.sandbox:
+        config.SandboxedKernelManager.sandboxed = False
     return config
 
 
@@ -177,14 +201,28 @@ def grade(submissions, out, course, settings=None):
     """Grade every student folder in `submissions` into `course`; write OUT; return the Rows."""
     settings = settings or Settings()
     out = Path(out)
+    if settings.sandbox:
+        try:
+            require_bubblewrap()
+        except SandboxUnavailableError as error:
+            raise GradingError(
+                f"{error}. Install bubblewrap (see the README's Sandbox paragraph), or grade with "
+                "--no-sandbox to run student code with the resource limits only"
+            ) from None
     found = find_submissions(submissions, course.assignment)
+    limits = Limits(total_bytes=1000 * course.coursedir.max_dir_size)  # nbgrader's knob, in kB
     for submission in found:
-        if not submission.problem:
+        if submission.problem:
+            continue
+        try:
             copy_into_course(
                 submission,
-                course.folder(course.coursedir.submitted_directory, submission.student_id),
+                course.folder(course.coursedir.submitted_directory, submission.nbgrader_id),
                 list(course.tests),
+                limits,
             )
+        except Exception as error:  # one student's folder must not stop the batch
+            submission.problem = f"Taking the folder in failed: {type(error).__name__}: {error}."
     to_grade = [submission for submission in found if not submission.problem]
     if to_grade:
         record_the_reference(course, settings)
@@ -193,13 +231,13 @@ def grade(submissions, out, course, settings=None):
         tempfile.TemporaryDirectory(prefix="miniflow-grade-") as work,
         WorkerPool(settings.workers) as workers,
     ):
-        snapshot = Path(work) / "gradebook.db"
+        snapshot = Path(work) / ".gradebook.db"  # beside the students' folders: no id starts with "."
         copy_database(course.gradebook_path, snapshot)
         with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
             running = {
                 pool.submit(
-                    run_worker, workers, course, submission.student_id, snapshot, Path(work), out, settings
-                ): submission.student_id
+                    run_worker, workers, course, submission.nbgrader_id, snapshot, Path(work), out, settings
+                ): submission.nbgrader_id
                 for submission in to_grade
             }
             for finished in as_completed(running):
@@ -207,15 +245,21 @@ def grade(submissions, out, course, settings=None):
                 outcomes[student_id] = finish(
                     finished, Path(work) / student_id / "gradebook.db", course, student_id
                 )
-    rows = []
-    for submission in found:
-        outcome = outcomes.get(submission.student_id, {"graded": False, "problem": submission.problem})
-        if not outcome["graded"] and submission.valid_id:
-            forget_submission(course, submission.student_id)
-        rows.append(report(course, submission, outcome, out))
+    rows = [
+        report_safely(course, submission, outcomes.get(submission.nbgrader_id, {"graded": False}), out)
+        for submission in found
+    ]
     write_grades(out / "grades.csv", rows)
     write_tests(out / "tests.csv", course, rows)
+    write_notes(out / "notes.txt", run_notes(settings))
     return rows
+
+
+def write_notes(path, notes):
+    if notes:
+        path.write_text("".join(f"{text}\n" for text in notes))
+    else:
+        path.unlink(missing_ok=True)  # an earlier run's notes on the same OUT hold no more
 
 
 def finish(worker, private, course, student_id):
@@ -279,7 +323,12 @@ class Worker:
 
 
 def serve():
-    """A Worker's loop: for each job on stdin, print the pid of the child grading it, then its exit status."""
+    """A Worker's loop: for each job on stdin, print the pid of the child grading it, then its exit status.
+
+    Before it prints the status, every process the child started has ended, however
+    detached (kernels, what a student's cell forked).
+    """
+    become_subreaper()  # orphans below come back here instead of to init
     for line in sys.stdin:
         job_file, log = line.rstrip("\n").split("\t")
         child = os.fork()
@@ -292,7 +341,9 @@ def serve():
                 status = 1
             os._exit(status)  # never back into the loop
         print(child, flush=True)
-        print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), flush=True)
+        status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        end_descendants()
+        print(status, flush=True)
 
 
 class WorkerPool(queue.Queue):
@@ -325,6 +376,9 @@ def run_worker(workers, course, student_id, snapshot, workdir, out, settings):
         "gradebook": str(folder / "gradebook.db"),
         "settings": asdict(settings) | {"data": settings.data and str(Path(settings.data).resolve())},
         "result": str(folder / "result.json"),
+        # Its temporary folders, kernels' among them, removed here even if it is killed. Not in
+        # `folder`: the path must be short, as a kernel's IPC socket paths must fit in 107 bytes.
+        "scratch": tempfile.mkdtemp(prefix="mf"),
     }
     (folder / "job.json").write_text(json.dumps(job))
     worker = workers.get()
@@ -339,6 +393,7 @@ def run_worker(workers, course, student_id, snapshot, workdir, out, settings):
         worker, status = Worker(), "lost"
     finally:
         workers.put(worker)
+        shutil.rmtree(job["scratch"], ignore_errors=True)
     if status is None:
         return {"graded": False, "problem": f"Grading took longer than {settings.student_timeout:g} s."}
     try:
@@ -364,6 +419,7 @@ def grade_one(job_file, log):
         os.dup2(log_file.fileno(), sys.stdout.fileno())
         os.dup2(log_file.fileno(), sys.stderr.fileno())
     job = json.loads(Path(job_file).read_text())
+    tempfile.tempdir = job["scratch"]
     settings = Settings(**job["settings"])
     logging.getLogger("traitlets").setLevel(logging.INFO)  # nbgrader's converters log there
     warnings.simplefilter("ignore", SAWarning)  # see merge_submission
@@ -430,22 +486,30 @@ def forget_submission(course, student_id):
         shutil.rmtree(course.folder(step, student_id), ignore_errors=True)
 
 
+def report_safely(course, submission, outcome, out):
+    """The student's Row (see report); when making it fails, a "not graded" Row that says why."""
+    try:
+        if not outcome["graded"]:
+            forget_submission(course, submission.nbgrader_id)
+        return report(course, submission, outcome, out)
+    except Exception as error:  # one student's failure must not stop the batch
+        forget_submission(course, submission.nbgrader_id)
+        failed = {"graded": False, "problem": f"Reporting failed: {type(error).__name__}: {error}."}
+        return report(course, submission, failed, out)
+
+
 def report(course, submission, outcome, out):
-    """The student's Row, with their feedback copied to OUT/feedback/<student>/."""
-    student_id = submission.student_id
+    """The student's Row, with their feedback copied to OUT/feedback/<nbgrader id>/."""
+    student_id = submission.nbgrader_id
     reasons = list(submission.notes)
     feedback = out / "feedback" / student_id
-    if submission.valid_id:
-        shutil.rmtree(feedback, ignore_errors=True)
-        feedback.mkdir(parents=True)
+    shutil.rmtree(feedback, ignore_errors=True)
+    feedback.mkdir(parents=True)
     if not outcome["graded"]:
-        reasons.insert(0, outcome["problem"] or submission.problem)
-        if submission.valid_id:
-            for notebook in course.tests:
-                write_page(
-                    feedback / f"{notebook}.html", notebook, course.notebook_max(notebook), [reasons[0]]
-                )
-        return Row(student_id, 0.0, course.max_score, "not graded", " ".join(reasons))
+        reasons.insert(0, outcome.get("problem") or submission.problem)
+        for notebook in course.tests:
+            write_page(feedback / f"{notebook}.html", notebook, course.notebook_max(notebook), [reasons[0]])
+        return make_row(submission, 0.0, course.max_score, "not graded", reasons)
     if outcome["problem"]:
         reasons.insert(0, outcome["problem"])
     autograded = course.folder(course.coursedir.autograded_directory, student_id)
@@ -462,7 +526,13 @@ def report(course, submission, outcome, out):
             write_page(feedback / page.name, notebook, course.notebook_max(notebook), why)
     with Gradebook(course.coursedir.db_url) as gb:
         score = gb.find_submission(course.assignment, student_id).score
-    return Row(student_id, score, course.max_score, "graded", " ".join(reasons))
+    return make_row(submission, score, course.max_score, "graded", reasons)
+
+
+def make_row(submission, score, max_score, status, reasons):
+    # Lone surrogates, say from an error message quoting a student's text, cannot be written as UTF-8.
+    reason = " ".join(reasons).encode("utf-8", "backslashreplace").decode("utf-8")
+    return Row(submission.student_id, score, max_score, status, reason, submission.nbgrader_id)
 
 
 def write_page(path, notebook, max_score, reasons):
@@ -483,24 +553,33 @@ def write_grades(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["student_id", "score", "max_score", "status", "reason"])
+        writer.writerow(["student_id", "score", "max_score", "status", "reason", "nbgrader_id"])
         for row in rows:
             writer.writerow(
-                [row.student_id, number(row.score), number(row.max_score), row.status, row.reason]
+                [
+                    row.student_id,
+                    number(row.score),
+                    number(row.max_score),
+                    row.status,
+                    row.reason,
+                    row.nbgrader_id,
+                ]
             )
 
 
 def write_tests(path, course, rows):
     with open(path, "w", newline="") as file, Gradebook(course.coursedir.db_url) as gb:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["student_id", "notebook", "test", "score", "max_score"])
+        writer.writerow(["student_id", "notebook", "test", "score", "max_score", "nbgrader_id"])
         for row in rows:
             for notebook, tests in course.tests.items():
                 for test, points in tests:
                     score = 0.0
                     if row.status == "graded":
-                        score = gb.find_grade(test, notebook, course.assignment, row.student_id).score
-                    writer.writerow([row.student_id, notebook, test, number(score), number(points)])
+                        score = gb.find_grade(test, notebook, course.assignment, row.nbgrader_id).score
+                    writer.writerow(
+                        [row.student_id, notebook, test, number(score), number(points), row.nbgrader_id]
+                    )
 
 
 def grade_samples(out, course, settings=None):
@@ -518,7 +597,7 @@ def grade_samples(out, course, settings=None):
 
 def format_table(rows):
     """The grade table: one line per student."""
-    width = max([len("student"), *(len(row.student_id) for row in rows)])
+    width = min(40, max([len("student"), *(len(row.student_id) for row in rows)]))  # a long name sticks out
     lines = [f"{'student':<{width}}  {'score':>12}  reason"]
     for row in rows:
         score = f"{number(row.score)} / {number(row.max_score)}"

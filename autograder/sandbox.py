@@ -10,8 +10,10 @@ Resource limits (CPU time, address space, file size) are set on the process
 before it starts, and a wall-clock limit kills its whole process group.
 
 Where bwrap is missing or fails its self-test (say, in a container without
-user namespaces), commands run with the resource limits only: a loud warning
-is logged and every result says `isolated=False`.
+user namespaces), making a Sandbox raises SandboxUnavailableError: grading without
+isolation is never a silent fallback. `Sandbox(..., bwrap=None)` asks for no
+sandbox (`miniflow-course grade --no-sandbox`): commands run with the resource
+limits only, and every result says `isolated=False`.
 
     sandbox = Sandbox(submission, scratch, Limits(wall_seconds=30))
     run = sandbox.run([sys.executable, "-I", "script.py"])
@@ -30,9 +32,9 @@ a SIGINT to its process group ends bwrap and with it the kernel.
 """
 
 import contextlib
+import ctypes
 import functools
 import json
-import logging
 import os
 import resource
 import shutil
@@ -44,12 +46,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
-
 KIB, MIB, GIB = 2**10, 2**20, 2**30
 COURSE_ROOT = Path(__file__).resolve().parents[1]
 # Programs in the sandbox may need these; the rest of /etc stays out.
-ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
+ETC_FILES = (
+    "/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+    "/etc/fonts",  # matplotlib's fonts, or Fontconfig complains on stderr in every notebook
+)
+SHM_BYTES = 16 * MIB  # a small /dev/shm: multiprocessing's locks (joblib's, say) need one, or warn
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
@@ -80,10 +84,45 @@ class SandboxRun:
     seconds: float
 
 
-def python_prefixes():
-    """The folders of the Python install and environment running this grader, outside /usr."""
-    prefixes = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parents[1]}
-    return sorted(str(p) for p in prefixes if not p.is_relative_to("/usr"))
+class SandboxUnavailableError(RuntimeError):
+    """bubblewrap cannot start a sandbox here; the message says why."""
+
+
+@functools.cache
+def python_paths():
+    """The folders the Python running this grader needs, outside /usr, shortest first.
+
+    Its install and environment (the prefixes), and the folders its import path
+    adds besides (a .pth file may point anywhere), as a fresh `python -I` sees
+    it: without the current folder or PYTHONPATH. Of the course repository,
+    only what is in a Python environment (its .venv) is kept: an editable
+    install of this project must not show solutions/ to a sandbox.
+    """
+    prefixes = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parents[1]]
+    for prefix in prefixes:
+        refuse_course_root(prefix.resolve())
+    asked = [sys.executable, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"]
+    done = subprocess.run(asked, capture_output=True, text=True, timeout=60, check=True)
+    imported = [Path(path) for path in json.loads(done.stdout) if path and os.path.isdir(path)]
+    imported = [path for path in imported if within(path, prefixes) or not shows_the_course(path)]
+    kept = []
+    for path in sorted({*prefixes, *imported}, key=lambda path: (len(path.parts), path)):
+        if not path.is_relative_to("/usr") and not within(path, kept):
+            kept.append(path)
+    return [str(path) for path in kept]
+
+
+def within(path, folders):
+    return any(path.resolve().is_relative_to(folder.resolve()) for folder in folders)
+
+
+def shows_the_course(path):
+    """Whether `path` holds the course repository, or a part of it that is not a Python environment."""
+    path = path.resolve()
+    if COURSE_ROOT.is_relative_to(path):
+        return True
+    inside = [folder for folder in (path, *path.parents) if folder.is_relative_to(COURSE_ROOT)]
+    return bool(inside) and not any((folder / "pyvenv.cfg").is_file() for folder in inside[:-1])
 
 
 def system_options(limits):
@@ -97,9 +136,11 @@ def system_options(limits):
             options += ["--ro-bind", top, top]
     for name in ETC_FILES:
         options += ["--ro-bind-try", name, name]
-    for prefix in python_prefixes():
-        options += ["--ro-bind", prefix, prefix]
-    options += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    options += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
+    options += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    # After the private /tmp, which would hide a Python environment that lives under /tmp.
+    for folder in python_paths():
+        options += ["--ro-bind", folder, folder]
     return options
 
 
@@ -123,6 +164,15 @@ def bubblewrap_problem(bwrap):
     return None
 
 
+def require_bubblewrap(bwrap="bwrap"):
+    """The path of the program `bwrap` names, if it can sandbox Python here; else SandboxUnavailableError."""
+    path = shutil.which(bwrap)
+    problem = bubblewrap_problem(path)
+    if problem:
+        raise SandboxUnavailableError(f"the sandbox cannot start: {problem}")
+    return path
+
+
 def refuse_course_root(path):
     """A bind of the course root, or a folder above it, would show solutions/ to the sandbox."""
     if COURSE_ROOT.is_relative_to(path):
@@ -133,7 +183,8 @@ class Sandbox:
     """Run commands for one submission: it may read `submission` and write only to `scratch`.
 
     `read_only` lists more folders to show, read-only (data sets, say).
-    `bwrap` names the bubblewrap program.
+    `bwrap` names the bubblewrap program; SandboxUnavailableError when it cannot
+    sandbox here. With `bwrap=None`, commands run with the resource limits only.
     """
 
     def __init__(self, submission, scratch, limits=Limits(), read_only=(), bwrap="bwrap"):
@@ -141,21 +192,13 @@ class Sandbox:
         self.scratch = Path(scratch).resolve()
         self.read_only = [Path(path).resolve() for path in read_only]
         self.limits = limits
-        for path in (self.submission, self.scratch, *self.read_only, *map(Path, python_prefixes())):
+        for path in (self.submission, self.scratch, *self.read_only):
             refuse_course_root(path)
-        self.bwrap = shutil.which(bwrap)
-        self.problem = bubblewrap_problem(self.bwrap)
-        if self.problem:
-            logger.warning(
-                "SANDBOX DISABLED: %s. Student code for %s runs with resource limits only: it can "
-                "read solutions/, the gradebook and other submissions, and use the network.",
-                self.problem,
-                self.submission,
-            )
+        self.bwrap = None if bwrap is None else require_bubblewrap(bwrap)
 
     @property
     def isolated(self):
-        return self.problem is None
+        return self.bwrap is not None
 
     def command(self, argv, cwd=None, info_fd=None):
         """`argv` wrapped to run in the sandbox, in `cwd` (default: the scratch folder).
@@ -196,6 +239,8 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # It dies with the grader (bwrap, sandboxed, then takes the sandbox with it).
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     def run(self, argv, cwd=None):
         """Run `argv` in the sandbox to its end or its wall-clock limit; return a SandboxRun.
@@ -264,6 +309,42 @@ def kill_sandbox(info_fd, bwrap_process):
 def kill_group(process_group):
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process_group, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # from <linux/prctl.h>
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: set_limits runs between fork and exec
+
+
+def prctl(option, value):
+    if LIBC.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}, {value}) failed")
+
+
+def become_subreaper():
+    """Make the processes this one's descendants leave behind (orphans, even in new sessions) its children."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_descendants():
+    """SIGKILL every process below this one and reap them, until none is left.
+
+    In a subreaper, this ends all that its children started, however detached.
+    """
+    while children := child_pids(os.getpid()):
+        for pid in children:  # their own children come back here as orphans, for the next round
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def child_pids(pid):
+    pids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
 
 
 def unwrapped_returncode(code, isolated):

@@ -137,7 +137,7 @@ def test_both_layouts_are_found_and_bad_folders_get_a_reason(tmp_path):
     assert found["alice"].folder == tmp_path / "alice" / "miniflow-lab"
     assert found["bob"].folder == tmp_path / "bob"
     assert not found["alice"].problem and not found["bob"].problem
-    assert "not a valid student id" in found["bob smith"].problem
+    assert not found["bob smith"].problem and found["bob smith"].nbgrader_id.startswith("bob_smith-")
     assert "Not a folder" in found["carol.zip"].problem
 
 
@@ -280,6 +280,19 @@ def test_the_reference_gets_full_marks_and_the_starter_zero(course, graded_sampl
         for test, _ in tests
     )
     assert rows["starter"].status == "graded"
+
+
+@pytest.mark.slow
+def test_the_references_graded_notebooks_show_no_error_and_nothing_on_stderr(course, graded_samples):
+    autograded = course.folder(course.coursedir.autograded_directory, "reference")
+    shown = [
+        (path.stem, cell.source[:60], output.get("ename") or output.text[:200])
+        for path in sorted(autograded.glob("*.ipynb"))
+        for cell in nbformat.read(path, as_version=4).cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error" or output.get("name") == "stderr"
+    ]
+    assert shown == []
 
 
 @pytest.mark.slow
