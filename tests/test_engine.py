@@ -507,3 +507,49 @@ def test_value_and_grad_skips_gradients_nobody_asked_for(mf):
     assert X not in X.gradients
     np.testing.assert_array_equal(grad_W, all_three[1])
     np.testing.assert_array_equal(grad_b, all_three[2])
+
+
+@pytest.mark.parametrize("fed", ["Input", "DummyGrad"])
+def test_feeding_none_names_the_node(mf, fed):
+    x = mf.Input(name="x")
+    dummy = mf.DummyGrad(mf.Sigmoid(x), name="upstream")
+    feed_dict = {x: np.ones(3), dummy: np.ones(3)}
+    feed_dict[x if fed == "Input" else dummy] = None
+    name = "'x'" if fed == "Input" else "'upstream'"
+    with pytest.raises(mf.MiniflowError, match=f"{name}: was fed None"):
+        mf.value_and_grad(dummy, feed_dict, wrt=[x])
+    with pytest.raises(mf.MiniflowError, match="was fed None"):
+        mf.topological_sort(feed_dict)
+
+
+def test_forward_and_backward_names_an_input_set_to_none(mf):
+    X, W, b = mf.Input(name="X"), mf.Input(name="W"), mf.Input(name="b")
+    mf.Linear(X, W, b)
+    graph = mf.topological_sort({X: np.ones((2, 3)), W: np.ones((3, 1)), b: np.zeros(1)})
+    X.value = None
+    with pytest.raises(mf.MiniflowError, match="Input 'X': has no value"):
+        mf.forward_and_backward(graph)
+
+
+def test_value_and_grad_refuses_a_value_for_a_computed_node_as_topological_sort_does(mf):
+    x = mf.Input(name="x")
+    doubled = mf.Add(x, x, name="doubled")
+    with pytest.raises(mf.MiniflowError, match="'doubled' computes its value from its inputs"):
+        mf.value_and_grad(doubled, {x: 1.0, doubled: 5.0})
+    with pytest.raises(mf.MiniflowError, match="'doubled' computes its value from its inputs"):
+        mf.topological_sort({doubled: 5.0})
+
+
+def test_a_python_number_beside_float32_arrays_keeps_the_graph_float32(mf):
+    x, scale = mf.Input(name="x"), mf.Input(name="scale")
+    dummy = mf.DummyGrad(mf.Sigmoid(mf.Mul(x, scale)))
+    x_value = np.array(0.75, dtype=np.float32)
+    feed_dict = {x: x_value, scale: 2.0, dummy: 0.5}
+    value, (dx, dscale) = mf.value_and_grad(dummy, feed_dict, wrt=[x, scale])
+    assert value.dtype == dx.dtype == dscale.dtype == np.float32
+    mf.topological_sort(feed_dict)
+    assert scale.value.dtype == np.float32
+    value64, _ = mf.value_and_grad(dummy, {**feed_dict, x: x_value.astype(np.float64)})
+    assert value64.dtype == np.float64  # float64 data stays float64
+    product, _ = mf.value_and_grad(mf.Mul(x, scale), {x: 3, scale: 4})
+    assert product == 12  # int feeds work as before

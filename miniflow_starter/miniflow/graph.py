@@ -51,7 +51,7 @@ def topological_sort(feed_dict):
     Each node comes after its inputs. The last node is the output: of the
     nodes that nothing consumes, the one created last.
     """
-    for node, value in feed_dict.items():
+    for node, value in zip(feed_dict, numbers_like_arrays(list(feed_dict.values())), strict=True):
         node.feed(value)
     reachable, frontier = set(feed_dict), list(feed_dict)
     while frontier:
@@ -68,13 +68,28 @@ def topological_sort(feed_dict):
 
 def feed(nodes, feed_dict, output_node):
     """Give every fed node among `nodes` its value from `feed_dict`."""
-    for node in nodes:
-        if node.is_fed:
-            if node not in feed_dict:
-                raise MiniflowError(
-                    f"{node} is part of the graph of {output_node} but has no entry in feed_dict"
-                )
-            node.feed(feed_dict[node])
+    for node in feed_dict:
+        if not node.is_fed:
+            node.feed(feed_dict[node])  # refuses, naming the node: its value is computed
+    fed = [node for node in nodes if node.is_fed]
+    for node in fed:
+        if node not in feed_dict:
+            raise MiniflowError(f"{node} is part of the graph of {output_node} but has no entry in feed_dict")
+    for node, value in zip(fed, numbers_like_arrays([feed_dict[node] for node in fed]), strict=True):
+        node.feed(value)
+
+
+def numbers_like_arrays(values):
+    """`values`, each Python number as float32 when every float array among them is float32.
+
+    So a constant such as 2.0 fed beside float32 data keeps the graph float32,
+    as numpy itself treats Python numbers; otherwise every value stays as it is.
+    """
+    arrays = [value for value in values if isinstance(value, np.ndarray)]
+    float_types = {array.dtype for array in arrays if array.dtype.kind == "f"}
+    if float_types != {np.dtype(np.float32)}:
+        return values
+    return [np.float32(value) if type(value) in (int, float) else value for value in values]
 
 
 def name_failing_node(error, node, method):

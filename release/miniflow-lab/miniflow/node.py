@@ -101,6 +101,8 @@ class Input(Node):
         super().__init__((), name=name)
 
     def feed(self, value):
+        if value is None:
+            self.fail("was fed None; feed it a number or an array")
         # No copy: weights fed as arrays are updated in place by sgd_update.
         self.value = np.asarray(value)
 
@@ -129,6 +131,8 @@ class DummyGrad(Node):
         self.injected_gradient = None
 
     def feed(self, gradient):
+        if gradient is None:
+            self.fail("was fed None; feed it the upstream gradient to inject, a number or an array")
         self.injected_gradient = np.asarray(gradient)
 
     def forward(self, x):
