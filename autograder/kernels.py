@@ -74,6 +74,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             raise
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         passed = {name: os.environ[name] for name in self.passed_environment if name in os.environ}
+        if "MINIFLOW_DATA" in passed:  # the real path read_only_paths binds: a link may not exist inside
+            passed["MINIFLOW_DATA"] = str(Path(passed["MINIFLOW_DATA"]).resolve())
         kw.update(
             env=self.sandbox.environment() | passed,
             # Unsandboxed, the kernel watches this process and ends with it.

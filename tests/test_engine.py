@@ -540,16 +540,63 @@ def test_value_and_grad_refuses_a_value_for_a_computed_node_as_topological_sort_
         mf.topological_sort({doubled: 5.0})
 
 
-def test_a_python_number_beside_float32_arrays_keeps_the_graph_float32(mf):
-    x, scale = mf.Input(name="x"), mf.Input(name="scale")
-    dummy = mf.DummyGrad(mf.Sigmoid(mf.Mul(x, scale)))
-    x_value = np.array(0.75, dtype=np.float32)
-    feed_dict = {x: x_value, scale: 2.0, dummy: 0.5}
-    value, (dx, dscale) = mf.value_and_grad(dummy, feed_dict, wrt=[x, scale])
-    assert value.dtype == dx.dtype == dscale.dtype == np.float32
-    mf.topological_sort(feed_dict)
-    assert scale.value.dtype == np.float32
-    value64, _ = mf.value_and_grad(dummy, {**feed_dict, x: x_value.astype(np.float64)})
+def test_a_feed_dict_key_that_is_not_a_node_is_named(mf):
+    x = mf.Input(name="x")
+    doubled = mf.Add(x, x)
+    with pytest.raises(mf.MiniflowError, match="key 'x', a str; its keys are the Input nodes"):
+        mf.value_and_grad(doubled, {"x": 1.0})
+    with pytest.raises(mf.MiniflowError, match="key 'x', a str; its keys are the Input nodes"):
+        mf.topological_sort({"x": 1.0})
+
+
+def scaled_graph(mf):
+    """sigmoid(x * scale) + offset + data, through a DummyGrad: constants fed beside the data.
+
+    Mul needs inputs of one shape: x is a scalar; Add broadcasts it to data's shape.
+    """
+    x, scale, offset, data = (mf.Input(name=name) for name in ("x", "scale", "offset", "data"))
+    dummy = mf.DummyGrad(mf.Add(mf.Sigmoid(mf.Mul(x, scale)), offset, data))
+    return dummy, (x, scale, offset, data)
+
+
+@pytest.mark.parametrize(
+    "upstream", [0.5, np.array([0.5, -1.0, 2.0]), np.array([0.5, -1.0, 2.0], dtype=np.float32)]
+)
+@pytest.mark.parametrize("scale_value", [2.0, 2])
+def test_a_python_number_beside_float32_arrays_keeps_the_graph_float32(mf, upstream, scale_value):
+    dummy, (x, scale, offset, data) = scaled_graph(mf)
+    # A DummyGrad's gradient, even a float64 array, does not decide the graph's dtype.
+    feed_dict = {
+        x: np.float32(0.75),
+        scale: scale_value,
+        offset: 1.0,
+        data: np.array([0.5, -1.5, 3.0], dtype=np.float32),
+        dummy: upstream,
+    }
+
+    value, grads = mf.value_and_grad(dummy, feed_dict, wrt=[x, scale, offset, data])
+    assert value.dtype == np.float32
+    assert [grad.dtype for grad in grads] == [np.float32] * 4
+
+    graph = mf.topological_sort(feed_dict)
+    mf.forward_and_backward(graph)
+    assert scale.value.dtype == offset.value.dtype == np.float32
+    assert [node.gradients[node].dtype for node in graph] == [np.float32] * len(graph)
+
+
+def test_python_numbers_beside_float64_or_int_data_are_fed_as_before(mf):
+    dummy, (x, scale, offset, data) = scaled_graph(mf)
+    feed_dict = {x: 0.75, scale: 2.0, offset: 1.0, data: np.array([0.5, -1.5, 3.0]), dummy: np.float32(0.5)}
+    value64, grads64 = mf.value_and_grad(dummy, feed_dict, wrt=[x, scale, data])
     assert value64.dtype == np.float64  # float64 data stays float64
-    product, _ = mf.value_and_grad(mf.Mul(x, scale), {x: 3, scale: 4})
-    assert product == 12  # int feeds work as before
+    assert [grad.dtype for grad in grads64] == [np.float64] * 3
+
+    mixed = {**feed_dict, x: np.float32(0.75)}
+    assert mf.value_and_grad(dummy, mixed)[0].dtype == np.float64  # float32 and float64 data: as numpy
+
+    x, scale = mf.Input(name="x"), mf.Input(name="scale")
+    product, (grad_x,) = mf.value_and_grad(mf.Mul(x, scale), {x: 3, scale: 4}, wrt=[x])
+    assert product == 12 and product.dtype.kind == "i"  # int feeds work as before
+    assert grad_x == 4.0 and grad_x.dtype == np.float64
+    ints_and_a_float = {x: np.array([1, 2]), scale: np.array([2.0, 2.0])}
+    assert mf.value_and_grad(mf.Mul(x, scale), ints_and_a_float)[0].dtype == np.float64

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .losses import CrossEntropyWithSoftmax
-from .node import MiniflowError, gradient_dtype
+from .node import Input, MiniflowError, Node, gradient_dtype
 
 
 def order_after_inputs(roots):
@@ -51,8 +51,8 @@ def topological_sort(feed_dict):
     Each node comes after its inputs. The last node is the output: of the
     nodes that nothing consumes, the one created last.
     """
-    for node, value in zip(feed_dict, numbers_like_arrays(list(feed_dict.values())), strict=True):
-        node.feed(value)
+    check_feed_keys(feed_dict)
+    feed_values(feed_dict)
     reachable, frontier = set(feed_dict), list(feed_dict)
     while frontier:
         for consumer in frontier.pop().outbound_nodes:
@@ -68,28 +68,48 @@ def topological_sort(feed_dict):
 
 def feed(nodes, feed_dict, output_node):
     """Give every fed node among `nodes` its value from `feed_dict`."""
-    for node in feed_dict:
-        if not node.is_fed:
-            node.feed(feed_dict[node])  # refuses, naming the node: its value is computed
-    fed = [node for node in nodes if node.is_fed]
-    for node in fed:
-        if node not in feed_dict:
-            raise MiniflowError(f"{node} is part of the graph of {output_node} but has no entry in feed_dict")
-    for node, value in zip(fed, numbers_like_arrays([feed_dict[node] for node in fed]), strict=True):
-        node.feed(value)
+    check_feed_keys(feed_dict)
+    values = {}
+    for node in nodes:
+        if node.is_fed:
+            if node not in feed_dict:
+                raise MiniflowError(
+                    f"{node} is part of the graph of {output_node} but has no entry in feed_dict"
+                )
+            values[node] = feed_dict[node]
+    feed_values(values)
 
 
-def numbers_like_arrays(values):
-    """`values`, each Python number as float32 when every float array among them is float32.
+def check_feed_keys(feed_dict):
+    """Raise a MiniflowError for a key of `feed_dict` that is not an Input or a DummyGrad."""
+    for key in feed_dict:
+        if not isinstance(key, Node):
+            raise MiniflowError(
+                f"feed_dict has the key {key!r}, a {type(key).__name__}; "
+                "its keys are the Input nodes themselves"
+            )
+        if not key.is_fed:
+            key.feed(feed_dict[key])  # refuses, naming the node: its value is computed
 
-    So a constant such as 2.0 fed beside float32 data keeps the graph float32,
-    as numpy itself treats Python numbers; otherwise every value stays as it is.
+
+def feed_values(feed_dict):
+    """Call `node.feed(value)` for each entry of `feed_dict`.
+
+    A Python number (a constant such as 2.0) fed beside float32 data is fed as
+    float32, as numpy itself treats it (float32 data * 2.0 is float32): else it
+    would become a float64 array and turn the whole graph float64. The data is
+    what Inputs are fed; a DummyGrad's gradient takes its input's dtype anyway.
     """
-    arrays = [value for value in values if isinstance(value, np.ndarray)]
-    float_types = {array.dtype for array in arrays if array.dtype.kind == "f"}
-    if float_types != {np.dtype(np.float32)}:
-        return values
-    return [np.float32(value) if type(value) in (int, float) else value for value in values]
+    data_float_types = {
+        value.dtype
+        for node, value in feed_dict.items()
+        if isinstance(node, Input) and isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f"
+    }
+    numbers_as_float32 = data_float_types == {np.dtype(np.float32)}
+    for node, value in feed_dict.items():
+        if numbers_as_float32 and type(value) in (int, float):
+            value = np.float32(value)
+        node.feed(value)
 
 
 def name_failing_node(error, node, method):
