@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 REFERENCE = Path(__file__).resolve().parents[1] / "solutions" / "miniflow"
-# A private name: the reference must never be importable as `miniflow` (DESIGN.md section 2).
+# A private name: the reference must never be importable as `miniflow` (a grading kernel would
+# import it instead of the student's package).
 REFERENCE_MODULE = "_miniflow_reference_benchmark"
 
 FEATURES, HIDDEN, CLASSES = 784, 256, 10

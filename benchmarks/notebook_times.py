@@ -8,8 +8,8 @@ python3 kernel, as a student running all cells would. The time includes starting
     .venv/bin/python benchmarks/notebook_times.py 05-mnist    # some of them
     .venv/bin/python benchmarks/notebook_times.py --grading   # as nbgrader runs them
 
-MNIST is read from $MINIFLOW_DATA, or else from ../shared/data/mnist (only the 10,000-image test
-split: the notebook then trains on a seeded 7,000/1,000/2,000 split of it). --grading sets
+MNIST is read from $MINIFLOW_DATA, or else from ~/.cache/miniflow/mnist (with only the 10,000-image
+test split the notebook trains on a seeded 7,000/1,000/2,000 split of it). --grading sets
 NBGRADER_EXECUTION as nbgrader does, which caps the training cells at one epoch (the hidden tests
 still train in full). Issue targets: at most 20 s per notebook, 90 s for the MNIST notebook.
 """
@@ -30,7 +30,6 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = ROOT / "assignments" / "miniflow-lab"
 REFERENCE = ROOT / "solutions" / "miniflow"
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 TARGET_SECONDS = {"05-mnist": 90}
 DEFAULT_TARGET = 20
 
@@ -67,7 +66,6 @@ def main(argv=None):
     parser.add_argument("--keep", metavar="DIR", help="keep the executed notebooks in DIR")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("MINIFLOW_DATA", str(SHARED_MNIST))
     os.environ.pop("NBGRADER_EXECUTION", None)
     if args.grading:
         os.environ["NBGRADER_EXECUTION"] = "autograde"

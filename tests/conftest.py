@@ -1,9 +1,11 @@
 """Shared fixtures: the reference and starter packages, each loaded under its own module name.
 
-Neither is installed (DESIGN.md section 2): tests load them from their folders.
+Neither is installed: a grading kernel must import the student's `miniflow`, never the reference,
+so tests load each from its folder.
 """
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "miniflow"
 STARTER = ROOT / "miniflow_starter" / "miniflow"
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+# Where miniflow.data looks for MNIST too (`make test` sets MINIFLOW_DATA where it can).
+MNIST = Path(os.environ.get("MINIFLOW_DATA", Path.home() / ".cache" / "miniflow" / "mnist"))
 
 
 def load_package(folder, module_name):

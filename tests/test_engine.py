@@ -1,4 +1,4 @@
-"""Regression tests: one per bug of the original lab code that the engine fixes (DESIGN.md section 3)."""
+"""Regression tests: one per bug of the original lab code that the engine fixes."""
 
 import os
 import subprocess

@@ -4,8 +4,7 @@ Each check wraps the node under test in a DummyGrad fed a random upstream
 gradient g, so the analytic gradients are those of sum(g * node.value). The
 same sum is differentiated numerically with central differences on float64
 copies of the inputs. Inputs are random and non-symmetric, batches have three
-or more rows: the lab's own asserts let many classic bugs through (DESIGN.md
-section 3).
+or more rows: the lab's own asserts let many classic bugs through.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Every assert and expected value of the three lab texts in /work/shared/lab/, through our API.
+"""Every assert and expected value of the original lab's three texts, through our API.
 
 `draft` is lab-draft-neural-network-from-scratch.md, `taught` is
 lab-build-your-own-tensorflow.txt and `walkthrough` is blog-miniflow-walkthrough.md.

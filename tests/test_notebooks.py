@@ -9,7 +9,7 @@ copy in a scratch folder beside a miniflow/ package (the students' layout):
 - as released (solution cells cleared, hidden tests removed) with the starter package, the only
   errors are the "not implemented yet" ones, and the kernel survives;
 - graded as an empty submission (hidden tests back in), every test cell scores 0;
-- with classic bugs planted in the reference (DESIGN.md section 3), the test cells meant to catch
+- with classic bugs planted in the reference, the test cells meant to catch
   each bug fail, while the lab's own asserts often still pass;
 - the ungraded widget and self-check cells run without an error or stderr output in all of these,
   with the reference and with the starter.
@@ -303,7 +303,7 @@ def test_course_configuration():
 
 
 def test_numpy_warnings_do_not_zero_a_test_cell_but_other_stderr_does():
-    # nbgrader gives 0 to a test cell with any stderr output (DESIGN.md section 4).
+    # nbgrader gives 0 to a test cell with any stderr output.
     warning = "/home/s/miniflow/layers.py:52: RuntimeWarning: overflow encountered in exp\n  e = np.exp(-x)\n"
     cell = nbformat.v4.new_code_cell(
         "# Test: ...",
@@ -635,7 +635,7 @@ def test_an_empty_submission_scores_zero(name, tmp_path):
     assert_widget_cells_run_quietly(nb)
 
 
-# Classic bugs (DESIGN.md section 3), planted in a copy of the reference package or in a
+# Classic bugs of the original lab and of students, planted in a copy of the reference package or in a
 # notebook's solution cell. Each must make the test cells in `fails` score 0; the cells in
 # `passes` still pass (often the lab's own asserts, which cannot see the bug).
 PACKAGE_BUGS = {

@@ -150,7 +150,7 @@ def open_notebook(page, server, path, ui="lab", workspace="test"):
     """Open the notebook at `path` (relative to the server root) and wait for its kernel.
 
     The toolbar can say "idle" before the kernel is connected, and a Run All
-    sent then can be lost (DESIGN.md section 5). So this waits for the
+    sent then can be lost. So this waits for the
     server to count a connection to the notebook's kernel and for the page
     to say "Idle": JupyterLab's status bar, or Notebook 7's execution
     indicator. Each test gets its own JupyterLab workspace, so no notebook
