@@ -3,13 +3,21 @@
 nbclient starts each notebook's kernel through a jupyter_client kernel
 manager; `SandboxedKernelManager` starts it inside a `Sandbox`
 (autograder/sandbox.py): the kernel may read the notebook's folder (the
-student's autograded copy, with their miniflow/) and `read_only_paths` (the
-MNIST folder), write only to a scratch folder of its own, and has no network.
+student's autograded copy, with their miniflow/) without its notebooks, and
+`read_only_paths` (the MNIST folder), write only to a scratch folder of its
+own, and has no network. Notebooks are left out because nbgrader writes each
+graded notebook, hidden tests restored, into that folder before it runs the
+next: a kernel that sees only the student's other files reads none of them.
 
 As sandbox.py explains, such a kernel talks over IPC sockets kept in its
 scratch folder, is started as an independent process (inside, its parent is
 the sandbox's first process) and is interrupted by message: a SIGINT to its
 process group would end bubblewrap instead.
+
+A watchdog thread looks at each kernel every half second: a scratch folder
+grown over `disk_bytes` (or `max_files`), or CPU time over `cpu_seconds` for
+all the kernel's processes together (where the sandbox has a control group),
+ends the kernel, and `breach` says why.
 
 Where bubblewrap cannot sandbox, starting a kernel raises SandboxUnavailableError,
 unless `sandboxed` is False (`miniflow-course grade --no-sandbox`): then it runs
@@ -21,19 +29,30 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
-from .sandbox import GIB, Limits, Sandbox, kill_group, unwrapped_returncode
+from .sandbox import GIB, MIB, Limits, Sandbox, kill_group, unwrapped_returncode
 
 
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run in a Sandbox, under resource limits."""
 
-    cpu_seconds = Integer(1800, help="CPU time a kernel may use over its whole notebook").tag(config=True)
+    cpu_seconds = Integer(
+        1800, help="CPU time a kernel may use over its notebook (all its processes, with control groups)"
+    ).tag(config=True)
     memory_bytes = Integer(2 * GIB, help="Address space a kernel process may use").tag(config=True)
+    total_memory_bytes = Integer(
+        3 * GIB, help="Memory all of a kernel's processes may use together (with control groups)"
+    ).tag(config=True)
+    processes = Integer(
+        64, help="Processes and threads a kernel may have at once (with control groups)"
+    ).tag(config=True)
+    disk_bytes = Integer(256 * MIB, help="What a kernel may keep in its scratch folder").tag(config=True)
+    max_files = Integer(10_000, help="How many files and folders a kernel may make there").tag(config=True)
     read_only_paths = List(
         Unicode(), help="Folders a kernel may read besides its notebook's folder (data sets)"
     ).tag(config=True)
@@ -48,6 +67,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     scratch = None
     sandbox = None
+    watchdog = None
+    breach = None  # why the watchdog ended the kernel, if it did
 
     @property
     def kernel_spec(self):
@@ -58,9 +79,16 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     @property
     def limits(self):
-        return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes)
+        return Limits(
+            cpu_seconds=self.cpu_seconds,
+            memory_bytes=self.memory_bytes,
+            total_memory_bytes=self.total_memory_bytes,
+            processes=self.processes,
+        )
 
     async def _async_pre_start_kernel(self, **kw):
+        self.close_sandbox()  # a restarted kernel's predecessor
+        self.breach = None
         self.scratch = Path(tempfile.mkdtemp(prefix="miniflow-kernel-"))
         self.transport = "ipc"
         self.ip = str(self.scratch / "ipc")
@@ -68,7 +96,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         cwd = kw.get("cwd") or os.getcwd()
         bwrap = "bwrap" if self.sandboxed else None
         try:
-            self.sandbox = Sandbox(cwd, self.scratch, self.limits, self.read_only_paths, bwrap)
+            shown = copy_without_notebooks(cwd, self.folder_copy) if self.sandboxed else cwd
+            limits, read_only = self.limits, self.read_only_paths
+            self.sandbox = Sandbox(shown, self.scratch, limits, read_only, bwrap, shown_at=cwd)
+            self.sandbox.open()
         except BaseException:
             self.remove_scratch()
             raise
@@ -86,17 +117,49 @@ class SandboxedKernelManager(AsyncKernelManager):
         )
         return self.sandbox.command(kernel_cmd, cwd), kw
 
+    async def _async_post_start_kernel(self, **kw):
+        await super()._async_post_start_kernel(**kw)
+        self.watchdog = Watchdog(self)
+        self.watchdog.start()
+
     async def _async_cleanup_resources(self, restart=False):
         # A kernel that died of itself was not killed: what it forked may still run in its group.
         if getattr(self.provisioner, "pgid", None):
             kill_group(self.provisioner.pgid)
+        self.close_sandbox()
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
             self.remove_scratch()
 
+    # AsyncKernelManager binds cleanup_resources to its base's method, and nbclient calls that for a
+    # kernel that died: without this, a dead kernel's sandbox and scratch would outlive it.
+    async def cleanup_resources(self, restart=False):
+        await self._async_cleanup_resources(restart=restart)
+
+    def close_sandbox(self):
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
+        if self.sandbox is not None:
+            self.sandbox.close()
+
+    def end_kernel(self, why):
+        """Called by the watchdog: SIGKILL the kernel and all it started, and say why."""
+        self.breach = why
+        if self.sandbox.group is not None:
+            self.sandbox.group.kill()
+        if getattr(self.provisioner, "pgid", None):
+            kill_group(self.provisioner.pgid)
+
+    @property
+    def folder_copy(self):
+        """Where the notebook's folder is copied for the kernel to see (beside its scratch folder)."""
+        return self.scratch.with_name(self.scratch.name + "-folder")
+
     def remove_scratch(self):
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+            shutil.rmtree(self.folder_copy, ignore_errors=True)
             self.scratch = None
 
     def exit_status(self):
@@ -104,3 +167,58 @@ class SandboxedKernelManager(AsyncKernelManager):
         process = getattr(self.provisioner, "process", None)
         code = process.poll() if process is not None else None
         return unwrapped_returncode(code, self.sandbox.isolated)
+
+
+class Watchdog(threading.Thread):
+    """Ends a kernel whose scratch folder or CPU time grows over its manager's limits."""
+
+    def __init__(self, manager):
+        super().__init__(daemon=True, name="kernel watchdog")
+        self.manager, self.stopped = manager, threading.Event()
+
+    def stop(self):
+        self.stopped.set()
+
+    def run(self):
+        manager = self.manager
+        while not self.stopped.wait(0.5):
+            used, files = disk_usage(manager.scratch, manager.max_files)
+            cpu = manager.sandbox.cpu_seconds()
+            if used > manager.disk_bytes:
+                why = f"it wrote more than {manager.disk_bytes // MIB} MiB to its scratch folder"
+            elif files > manager.max_files:
+                why = f"it made more than {manager.max_files} files in its scratch folder"
+            elif cpu is not None and cpu > manager.cpu_seconds:
+                why = f"its processes used more than {manager.cpu_seconds} s of CPU time together"
+            else:
+                continue
+            manager.end_kernel(why)
+            return
+
+
+def disk_usage(folder, max_files):
+    """(bytes on disk, files and folders) below `folder`, counting at most max_files + 1 entries."""
+    used = files = 0
+    pending = [folder]
+    while pending and files <= max_files:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:  # removed meanwhile, or unreadable: the kernel's own business
+            continue
+        for entry in entries:
+            files += 1
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            used += stat.st_blocks * 512  # a sparse file costs what it holds, not its length
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return used, files
+
+
+def copy_without_notebooks(folder, copy):
+    """Copy `folder` to `copy` without its notebooks (links stay links: bwrap shows them as such)."""
+    notebooks = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
+    shutil.copytree(folder, copy, symlinks=True, ignore=notebooks)
+    return copy

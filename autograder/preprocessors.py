@@ -304,6 +304,8 @@ class SandboxedExecute(Execute):
             status = self.km.exit_status()
             ended = SandboxRun(status, False, "", self.km.sandbox.isolated, 0)
             how = describe_exit(ended, self.km.limits) if status is not None else "it stopped"
+            if self.km.breach:
+                how = f"it was stopped because {self.km.breach}"
             what = f"made the kernel die: {how}"
             cell.outputs.append(error_output("DeadKernelError", f"This cell {what}. {replaced}"))
         note(self.nb, f"{cell_name(cell, index).capitalize()} {what}.")

@@ -17,6 +17,7 @@ retrain(net, settings, epochs)
 import functools
 import importlib
 import importlib.util
+import numbers
 import sys
 
 import numpy as np
@@ -112,17 +113,23 @@ def rebuild(net):
     return built[X.id], built[y.id], loss_node, arrays
 
 
+def is_number(value, kind):
+    return isinstance(value, kind) and not isinstance(value, bool | np.bool_)
+
+
 def retrain(net, settings, epochs):
     learning_rate = field_of(settings, "learning_rate", "the settings")
     batch_size = field_of(settings, "batch_size", "the settings")
+    # Settings may be numpy numbers (np.float32(0.1), np.int64(64)) as well as Python ones.
     require(
-        isinstance(learning_rate, int | float) and LEARNING_RATES[0] <= learning_rate <= LEARNING_RATES[1],
+        is_number(learning_rate, numbers.Real) and LEARNING_RATES[0] <= learning_rate <= LEARNING_RATES[1],
         f"the learning rate {learning_rate!r} is not within {LEARNING_RATES}",
     )
     require(
-        isinstance(batch_size, int) and BATCH_SIZES[0] <= batch_size <= BATCH_SIZES[1],
+        is_number(batch_size, numbers.Integral) and BATCH_SIZES[0] <= batch_size <= BATCH_SIZES[1],
         f"the batch size {batch_size!r} is not within {BATCH_SIZES}",
     )
+    learning_rate, batch_size = float(learning_rate), int(batch_size)
     require(
         isinstance(epochs, int) and 0 < epochs <= MAX_EPOCHS, f"{epochs!r} epochs is not a number of epochs"
     )

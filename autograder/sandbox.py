@@ -6,8 +6,13 @@ libraries, the Python install and environment that run this grader, the
 submission (read-only) and one scratch folder (the only place it may write,
 besides a small private /tmp). The course repository, and with it solutions/,
 assignments/, the gradebook and the other students' folders, is not in it.
-Resource limits (CPU time, address space, file size) are set on the process
+Resource limits (CPU time, address space, file size) are set on each process
 before it starts, and a wall-clock limit kills its whole process group.
+Where the machine lets the grader make control groups (cgroup v1 as root, or a
+delegated cgroup v2 subtree), all the processes of a sandbox share one: it caps
+their number (a fork bomb gets EAGAIN) and their memory together, counts their
+CPU time together, and ends every one of them however detached. Elsewhere
+`control_group_problem()` says why, and the per-process limits are all there is.
 
 Where bwrap is missing or fails its self-test (say, in a container without
 user namespaces), making a Sandbox raises SandboxUnavailableError: grading without
@@ -34,6 +39,7 @@ a SIGINT to its process group ends bwrap and with it the kernel.
 import contextlib
 import ctypes
 import functools
+import itertools
 import json
 import os
 import resource
@@ -66,6 +72,8 @@ class Limits:
     memory_bytes: int = 2 * GIB  # address space of each process
     file_bytes: int = 64 * MIB  # largest file it may write, its captured output included
     tmp_bytes: int = 64 * MIB  # size of its private /tmp
+    processes: int = 64  # processes and threads at once, all together (control groups only)
+    total_memory_bytes: int = 3 * GIB  # memory of all its processes together (control groups only)
     output_bytes: int = 16 * KIB  # how much of its stdout and stderr is kept
 
 
@@ -82,6 +90,7 @@ class SandboxRun:
     output: str
     isolated: bool
     seconds: float
+    cpu_seconds: float | None = None  # of all its processes together; None without a control group
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -183,18 +192,36 @@ class Sandbox:
     """Run commands for one submission: it may read `submission` and write only to `scratch`.
 
     `read_only` lists more folders to show, read-only (data sets, say).
+    `shown_at` is where the submission appears in the sandbox (default: its own path).
     `bwrap` names the bubblewrap program; SandboxUnavailableError when it cannot
     sandbox here. With `bwrap=None`, commands run with the resource limits only.
     """
 
-    def __init__(self, submission, scratch, limits=Limits(), read_only=(), bwrap="bwrap"):
+    def __init__(self, submission, scratch, limits=Limits(), read_only=(), bwrap="bwrap", shown_at=None):
         self.submission = Path(submission).resolve()
+        self.shown_at = Path(shown_at or submission).resolve()
         self.scratch = Path(scratch).resolve()
         self.read_only = [Path(path).resolve() for path in read_only]
         self.limits = limits
-        for path in (self.submission, self.scratch, *self.read_only):
+        for path in (self.submission, self.shown_at, self.scratch, *self.read_only):
             refuse_course_root(path)
         self.bwrap = None if bwrap is None else require_bubblewrap(bwrap)
+        self.group = None
+
+    def open(self):
+        """Make the control group the processes started from now on share (where there can be one)."""
+        if self.group is None and control_group_problem() is None:
+            self.group = ControlGroup.create(self.limits)
+
+    def close(self):
+        """End every process still in the sandbox's control group, and remove the group."""
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
+
+    def cpu_seconds(self):
+        """CPU time used by all the sandbox's processes so far, or None without a control group."""
+        return None if self.group is None else self.group.cpu_seconds()
 
     @property
     def isolated(self):
@@ -212,7 +239,7 @@ class Sandbox:
             options += ["--info-fd", str(info_fd)]
         for path in self.read_only:
             options += ["--ro-bind", str(path), str(path)]
-        options += ["--ro-bind", str(self.submission), str(self.submission)]
+        options += ["--ro-bind", str(self.submission), str(self.shown_at)]
         options += ["--bind", str(self.scratch), str(self.scratch)]
         options += [*FINAL_OPTIONS, "--chdir", str(cwd or self.scratch), "--"]
         return options + list(argv)
@@ -234,6 +261,8 @@ class Sandbox:
     def set_limits(self):
         """Apply the resource limits; runs in the new process between fork and exec (preexec_fn)."""
         limits = self.limits
+        if self.group is not None:
+            self.group.add(os.getpid())
         # CPU: SIGXCPU at the limit, SIGKILL a second later if it is ignored.
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -248,6 +277,7 @@ class Sandbox:
         When it returns, every process the command started has ended.
         """
         start = time.monotonic()
+        self.open()
         with tempfile.TemporaryFile() as output, contextlib.ExitStack() as cleanup:
             info_read = info_write = None
             if self.isolated:
@@ -282,11 +312,13 @@ class Sandbox:
             finally:
                 # Also ends what an unsandboxed command left running in its process group.
                 kill_group(process.pid)
+                cpu_seconds = self.cpu_seconds()
+                self.close()
                 process.wait()
             output.seek(0)
             text = output.read(self.limits.output_bytes).decode(errors="replace")
         returncode = unwrapped_returncode(process.returncode, self.isolated)
-        return SandboxRun(returncode, timed_out, text, self.isolated, time.monotonic() - start)
+        return SandboxRun(returncode, timed_out, text, self.isolated, time.monotonic() - start, cpu_seconds)
 
 
 def kill_sandbox(info_fd, bwrap_process):
@@ -372,3 +404,136 @@ def describe_exit(run, limits):
         signal.SIGSEGV: "a crash",
     }
     return f"it was killed by {signal_name(number)}" + (f" ({causes[number]})" if number in causes else "")
+
+
+class ControlGroup:
+    """One control group per sandbox, in each hierarchy that has a controller we need.
+
+    cgroup v1 has a hierarchy per controller (pids, memory, cpuacct); v2 has
+    one. Either way the group is made below the grader's own group, where it
+    may write.
+    """
+
+    def __init__(self, folders, version):
+        self.folders = folders  # controller -> the group's folder in its hierarchy
+        self.version = version
+
+    @classmethod
+    def create(cls, limits):
+        version, parents = own_groups()
+        name = f"miniflow-{os.getpid()}-{next(GROUP_NUMBERS)}"
+        folders = {}
+        try:
+            for controller, parent in parents.items():
+                folders[controller] = parent / name
+                folders[controller].mkdir(exist_ok=True)  # v2: one folder for all three
+            group = cls(folders, version)
+            group.set_limits(limits)
+        except OSError:
+            for folder in set(folders.values()):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        return group
+
+    def set_limits(self, limits):
+        self.folders["pids"].joinpath("pids.max").write_text(str(limits.processes))
+        memory = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+        self.folders["memory"].joinpath(memory).write_text(str(limits.total_memory_bytes))
+
+    def add(self, pid):
+        for folder in set(self.folders.values()):
+            folder.joinpath("cgroup.procs").write_text(str(pid))
+
+    def pids(self):
+        found = set()
+        for folder in set(self.folders.values()):
+            with contextlib.suppress(OSError):
+                found.update(int(pid) for pid in folder.joinpath("cgroup.procs").read_text().split())
+        return found
+
+    def cpu_seconds(self):
+        try:
+            if self.version == 2:
+                stat = self.folders["cpu"].joinpath("cpu.stat").read_text().split()
+                return int(stat[stat.index("usage_usec") + 1]) / 1e6
+            return int(self.folders["cpu"].joinpath("cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+
+    def kill(self):
+        """SIGKILL every process of the group until none is left (new ones may be forked meanwhile)."""
+        for _ in range(1000):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def remove(self):
+        self.kill()
+        for folder in set(self.folders.values()):
+            for _ in range(100):  # a killed process leaves its group a moment after it dies
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def remove_groups_made_by(pid):
+    """End the processes in the control groups that process `pid` made and left (killed, say); remove them."""
+    if control_group_problem() is not None:
+        return
+    version, parents = own_groups()
+    for name in {path.name for parent in set(parents.values()) for path in parent.glob(f"miniflow-{pid}-*")}:
+        ControlGroup({key: parent / name for key, parent in parents.items()}, version).remove()
+
+
+GROUP_NUMBERS = itertools.count()
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+# What each limit needs, by the name of its v1 controller ("cpu" counts CPU time: cpuacct).
+V1_CONTROLLERS = {"pids": "pids", "memory": "memory", "cpu": "cpuacct"}
+
+
+def own_groups():
+    """(cgroup version, {"pids"|"memory"|"cpu": the folder of this process's own group there})."""
+    lines = [line.split(":", 2) for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    if (CGROUP_MOUNT / "cgroup.controllers").is_file():
+        path = next(path for number, _, path in lines if number == "0")
+        own = CGROUP_MOUNT / path.lstrip("/")
+        return 2, dict.fromkeys(V1_CONTROLLERS, own)
+    mounts = {}
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mount_point, kind, options, *_ = line.split()
+        if kind == "cgroup":
+            for option in options.split(","):
+                mounts[option] = Path(mount_point)
+    groups = {}
+    for key, controller in V1_CONTROLLERS.items():
+        path = next(path for _, names, path in lines if controller in names.split(","))
+        groups[key] = mounts[controller] / path.lstrip("/")
+    return 1, groups
+
+
+@functools.cache
+def control_group_problem():
+    """Why sandboxes get no control group here, or None when they do (tried once per process)."""
+    try:
+        version, parents = own_groups()
+        if version == 2:
+            enabled = parents["pids"].joinpath("cgroup.subtree_control").read_text().split()
+            missing = {"pids", "memory", "cpu"} - set(enabled)
+            if missing:
+                return (
+                    f"cgroup v2: the grader's group {parents['pids']} does not delegate "
+                    f"{', '.join(sorted(missing))} to its children"
+                )
+        ControlGroup.create(Limits()).remove()
+    except (OSError, StopIteration, KeyError, ValueError) as error:
+        return f"no control group could be made ({type(error).__name__}: {error})"
+    return None

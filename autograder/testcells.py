@@ -154,8 +154,10 @@ def rebuild(data, objects):
             raise BadRecordError("a reference to an object not recorded")
         return objects[data["ref"]]
     if "rule" in data:
-        arguments, keywords = sequence(data["rule"])
-        return RuleCall(tuple(rebuild(arguments, objects)), tuple(rebuild(keywords, objects).items()))
+        arguments, keywords = (rebuild(part, objects) for part in sequence(data["rule"]))
+        if not isinstance(arguments, list | tuple) or not isinstance(keywords, dict):
+            raise BadRecordError("a malformed rule call")
+        return RuleCall(tuple(arguments), tuple(keywords.items()))
     if "object" in data:
         return rebuild_object(data, objects)
     raise BadRecordError("an unknown value")

@@ -56,18 +56,18 @@ def course(tmp_path_factory):
     return Course(root)
 
 
-def write_submission(course, folder):
-    """The reference's answers to NOTEBOOK, with LEAVERS inserted after its setup cells."""
+def write_submission(course, folder, cells=LEAVERS, notebook=NOTEBOOK, keep=(NOTEBOOK,)):
+    """The reference's answers to the notebooks in `keep`; `cells` go after `notebook`'s setup cells."""
     release_folder = course.folder(course.coursedir.release_directory, ".")
     source_folder = course.folder(course.coursedir.source_directory, ".")
     materialise_sample("reference", folder, release_folder, source_folder)
     for path in folder.glob("*.ipynb"):
-        if path.stem != NOTEBOOK:
+        if path.stem not in keep:
             path.unlink()
-    path = folder / f"{NOTEBOOK}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    notebook.cells[3:3] = [new_code_cell(source) for source in LEAVERS]
-    nbformat.write(notebook, path)
+    path = folder / f"{notebook}.ipynb"
+    changed = nbformat.read(path, as_version=4)
+    changed.cells[3:3] = [new_code_cell(source) for source in cells]
+    nbformat.write(changed, path)
 
 
 def processes_of_the_run(scratch_root):
@@ -95,13 +95,13 @@ def private_scratch_root(folder):
         yield folder
 
 
-def grade_and_look(course, folder, student, run):
-    """Grade `student`, who leaves things behind, with `run(submissions, out)`.
+def grade_and_look(course, folder, student, run, **submission):
+    """Grade `student`, written by write_submission(..., **submission), with `run(submissions, out)`.
 
     Returns what `run` returned, OUT, and the processes and folders the run left.
     """
     submissions, out = folder / "submissions", folder / "out"
-    write_submission(course, submissions / student)
+    write_submission(course, submissions / student, **submission)
     with private_scratch_root(folder / "tmp") as scratch_root:
         before = processes_of_the_run(scratch_root)
         result = run(submissions, out)

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 from conftest import REFERENCE, ROOT
 
-from autograder.sandbox import MIB, Limits, Sandbox, SandboxUnavailableError, bubblewrap_problem
+from autograder.sandbox import (
+    MIB,
+    Limits,
+    Sandbox,
+    SandboxUnavailableError,
+    bubblewrap_problem,
+    control_group_problem,
+    own_groups,
+)
 
 requires_bubblewrap = pytest.mark.skipif(
     bubblewrap_problem(shutil.which("bwrap")) is not None,
@@ -265,3 +273,64 @@ def test_a_python_environment_under_tmp_runs_kernels_in_the_sandbox(folders):
         kernel_python, course_root_shows = json.loads(done.stdout.strip().splitlines()[-1])
     assert kernel_python == str(python)
     assert course_root_shows == "['.venv']"  # sandboxed: only the environment, no solutions/
+
+
+requires_control_groups = pytest.mark.skipif(
+    control_group_problem() is not None, reason=f"no control groups: {control_group_problem()}"
+)
+
+
+@requires_bubblewrap
+@requires_control_groups
+def test_a_sandbox_caps_its_processes_together_and_ends_them_all(folders):
+    alice, _, scratch = folders
+    sandbox = Sandbox(alice, scratch, Limits(processes=16))
+    run = run_python(
+        sandbox,
+        """
+        import os, time
+        forked = 0
+        try:
+            while forked < 1000:
+                if os.fork() == 0:
+                    os.setsid()  # out of the process group: only the control group finds it
+                    time.sleep(1000)
+                    os._exit(0)
+                forked += 1
+        except BlockingIOError:
+            print("refused after", forked)
+        """,
+    )
+    forked = int(run.output.split()[-1])
+    assert run.output.startswith("refused after") and 0 < forked < 16
+    assert sandbox.group is None  # run() ended the detached sleepers and removed their group
+    _, parents = own_groups()
+    assert not [path for parent in set(parents.values()) for path in parent.glob("miniflow-*")]
+
+
+@requires_bubblewrap
+@requires_control_groups
+def test_a_sandbox_counts_the_cpu_time_of_all_its_processes(folders):
+    alice, _, scratch = folders
+    run = run_python(
+        Sandbox(alice, scratch),
+        """
+        import os, time
+        def spin(seconds):
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+        children = []
+        for _ in range(2):
+            child = os.fork()
+            if child == 0:
+                spin(0.5)
+                os._exit(0)
+            children.append(child)
+        spin(0.5)
+        for child in children:
+            os.waitpid(child, 0)
+        """,
+    )
+    # Each of the three processes spins for 0.5 s of CPU time.
+    assert run.cpu_seconds >= 1.2

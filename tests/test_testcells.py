@@ -21,7 +21,7 @@ import pytest
 from conftest import MNIST, ROOT
 from nbformat.v4 import new_code_cell
 
-from autograder import recording, release, testcells
+from autograder import recording, release, rules, testcells
 from autograder.grade import Course, Settings, grade
 from autograder.submissions import materialise_sample
 from autograder.testcells import BadRecordError, ObjectRecord, read_events, read_record_file
@@ -166,6 +166,8 @@ def test_a_forged_record_counts_only_if_it_holds_the_right_answers(tmp_path):
         '{"assert": 0, "leaves": {"0": {"array": "<f8", "shape": [1000], "data": "AAAA"}}, "passed": true}',
         '{"assert": 0, "leaves": {"0": {"ref": 7}}, "passed": true}',
         '{"assert": 0, "leaves": {"0": {"pickle": "..."}}, "passed": true}',
+        '{"assert": 0, "leaves": {"0": {"rule": [{"list": []}, 5]}}, "passed": true}',
+        '{"assert": 0, "leaves": {"0": {"rule": [5, {"dict": []}]}}, "passed": true}',
         "[" * 100_000,
         '{"overflow": true}',
     ],
@@ -344,3 +346,22 @@ def test_an_assert_that_raised_leaves_nothing_in_the_next_ones_record(tmp_path):
     text, error = record(source, namespace, tmp_path)
     (event,) = read_events(text)
     assert error is None and event.number == 1 and event.leaves == {0: 3}
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "batch_size", "refused"),
+    [
+        (np.float32(0.1), np.int64(64), None),
+        (0.1, 64, None),
+        (True, 64, "learning rate"),
+        (0.1, 64.0, "batch size"),
+        (100.0, 64, "learning rate"),
+    ],
+)
+def test_retraining_takes_numpy_numbers_as_settings(learning_rate, batch_size, refused):
+    fields = (("learning_rate", learning_rate), ("batch_size", batch_size))
+    settings = ObjectRecord("Settings", 1, fields=fields)
+    with pytest.raises(testcells.RuleError) as raised:
+        rules.retrain(None, settings, 1)  # no network: refused after the settings, if they pass
+    expected = f"the {refused}" if refused else "the network was not recorded"
+    assert expected in str(raised.value)
