@@ -40,6 +40,7 @@ import builtins
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -350,6 +351,7 @@ class Evaluator:
     def BinOp(self, node):  # noqa: N802
         left, right = self(node.left), self(node.right)
         guard_size(node.op, left, right)
+        guard_broadcast([left, right], matmul=isinstance(node.op, ast.MatMult))
         return OPERATORS[type(node.op)](left, right)
 
     def Attribute(self, node):  # noqa: N802
@@ -375,6 +377,7 @@ class Evaluator:
         function = node.func
         arguments = [self(arg) for arg in node.args]
         keywords = {keyword.arg: self(keyword.value) for keyword in node.keywords}
+        guard_broadcast([*arguments, *keywords.values()])
         if isinstance(function, ast.Name):
             return FUNCTIONS[function.id](*arguments, **keywords)
         name = recording.numpy_name(function)
@@ -399,6 +402,28 @@ def guard_size(operator, left, right):
         for sequence_value, count in ((left, right), (right, left)):
             if isinstance(sequence_value, list | tuple | str) and isinstance(count, int) and count > 10**6:
                 raise OverflowError("a sequence too long to build")
+
+
+# About 80 MB of float64, far beyond any test's arrays: a student's (n, 1) beside the reference's
+# (n,) must not make the grader build an (n, n) array.
+MAX_ELEMENTS = 10**7
+
+
+def guard_broadcast(values, matmul=False):
+    """Refuse an operation on recorded arrays whose result would hold more than MAX_ELEMENTS."""
+    shapes = [value.shape for value in values if isinstance(value, np.ndarray)]
+    if len(shapes) < 2:
+        return
+    if matmul:
+        left, right = shapes[0], shapes[-1]
+        size = (left[-2] if len(left) > 1 else 1) * (right[-1] if len(right) > 1 else 1)
+    else:
+        try:
+            size = math.prod(np.broadcast_shapes(*shapes))
+        except ValueError:  # shapes that do not broadcast: numpy says so itself
+            return
+    if size > MAX_ELEMENTS:
+        raise OverflowError("arrays whose result would be too large to evaluate")
 
 
 # --- comparing with the reference ------------------------------------------------------------------

@@ -365,3 +365,11 @@ def test_retraining_takes_numpy_numbers_as_settings(learning_rate, batch_size, r
         rules.retrain(None, settings, 1)  # no network: refused after the settings, if they pass
     expected = f"the {refused}" if refused else "the network was not recorded"
     assert expected in str(raised.value)
+
+
+def test_the_grader_refuses_to_broadcast_recorded_arrays_into_huge_ones():
+    column, row = np.zeros((20_000, 1)), np.zeros(20_000)
+    for arrays, matmul in (([column, row], False), ([column, row.reshape(1, -1)], True)):
+        with pytest.raises(OverflowError):
+            testcells.guard_broadcast(arrays, matmul)
+    testcells.guard_broadcast([np.zeros((100, 1)), np.zeros(100)])  # a small broadcast is evaluated
