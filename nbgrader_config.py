@@ -1,12 +1,12 @@
 """nbgrader's configuration for the miniflow course (this folder is the course root).
 
-Instructors run nbgrader's own commands from this folder, with the environment's
-`bin` first on PATH (nbgrader needs alembic from there), for example:
+Instructors run nbgrader's own commands from this folder, or JupyterLab's
+formgrader started here, for example:
 
-    PATH=.venv/bin:$PATH nbgrader generate_assignment miniflow-lab
-    PATH=.venv/bin:$PATH nbgrader autograde miniflow-lab
+    .venv/bin/nbgrader generate_assignment miniflow-lab
+    .venv/bin/nbgrader autograde miniflow-lab
 
-See DESIGN.md section 4 for why each setting below is here.
+The comment above each setting says why it is here.
 """
 
 from pathlib import Path
@@ -47,3 +47,9 @@ c.Execute.store_widget_state = False
 from autograder.pipeline import configure  # noqa: E402
 
 configure(c)
+
+# Generate and Validate as `miniflow-course build-release` builds (autograder/nbgrader_hooks.py): the starter
+# generated into the release, source notebooks validated against solutions/, alembic found whatever PATH is.
+from autograder import nbgrader_hooks  # noqa: E402
+
+nbgrader_hooks.configure(c, Path(__file__).resolve().parent)

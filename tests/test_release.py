@@ -8,12 +8,14 @@ release, unless the same line is also given to students elsewhere.
 
 import json
 import re
+import shutil
 
 import nbformat
 import pytest
 from conftest import REFERENCE, ROOT
 
 from autograder import release
+from autograder.trees import differing_files
 
 SOURCE = ROOT / "assignments" / release.ASSIGNMENT
 RELEASE = ROOT / "release" / release.ASSIGNMENT
@@ -56,7 +58,8 @@ def released_texts():
             for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
                 yield f"{path.relative_to(ROOT)} cell {index}", cell.source
         elif path.is_file() and "__pycache__" not in path.parts:
-            yield str(path.relative_to(ROOT)), path.read_text()
+            # errors="replace": a binary file (an icon beside the starter) can still hold no code line
+            yield str(path.relative_to(ROOT)), path.read_text(errors="replace")
 
 
 def test_the_release_is_current(tmp_path):
@@ -67,6 +70,50 @@ def test_the_release_holds_the_notebooks_the_readme_and_the_starter_package():
     assert sorted(p.name for p in RELEASE.glob("*.ipynb")) == sorted(p.name for p in SOURCE.glob("*.ipynb"))
     assert (RELEASE / "README.md").is_file()
     assert (RELEASE / "miniflow" / "__init__.py").is_file()
+
+
+def scratch_course(folder):
+    """A copy of the course's sources and committed release in `folder`."""
+    release.copy_sources(ROOT, folder)
+    shutil.copytree(ROOT / "release", folder / "release", ignore=release.NOT_COPIED)
+    return folder
+
+
+def test_nbgrader_generate_assignment_adds_every_entry_of_the_starter_folder_but_build_products(tmp_path):
+    course = scratch_course(tmp_path / "course")
+    extra = course / "miniflow_starter" / "extra"
+    files = ["README.md", "src/index.ts", "node_modules/x/index.js", "lib/index.js", "tsconfig.tsbuildinfo"]
+    for name in files:
+        (extra / name).parent.mkdir(parents=True, exist_ok=True)
+        (extra / name).write_text(name)
+    shutil.rmtree(course / "release")
+    release.run_nbgrader(course, "generate_assignment", release.ASSIGNMENT, "--no-db")  # no miniflow-course
+    built = course / "release" / release.ASSIGNMENT
+    copied = [path.relative_to(built / "extra") for path in (built / "extra").rglob("*") if path.is_file()]
+    assert sorted(map(str, copied)) == ["README.md", "src/index.ts"]
+    shutil.rmtree(built / "extra")
+    assert differing_files(built, RELEASE) == []
+
+
+def test_a_source_notebook_saved_by_jupyterlab_leaves_the_release_current(tmp_path):
+    course = scratch_course(tmp_path / "course")
+    path = course / "assignments" / release.ASSIGNMENT / "01-chain-rule.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.language_info.update(version="3.11.2", pygments_lexer="ipython3", mimetype="text/x-python")
+    for cell in nb.cells:
+        cell.metadata.update(scrolled=True, jupyter={"source_hidden": False}, execution={})
+    nbformat.write(nb, path)
+    assert release.stale_release_files(course, tmp_path / "fresh") == []
+
+
+def test_a_starter_that_cannot_be_built_leaves_no_release_and_says_why(tmp_path):
+    course = scratch_course(tmp_path / "course")
+    layers = course / "solutions" / "miniflow" / "layers.py"
+    before, _, after = layers.read_text().rpartition("### END SOLUTION")
+    layers.write_text(before + after)
+    with pytest.raises(release.ReleaseError, match=r"layers\.py:\d+: ### BEGIN SOLUTION is never closed"):
+        release.build_release(course, use_gradebook=False)
+    assert not (course / "release" / release.ASSIGNMENT).exists()
 
 
 def test_no_solution_or_hidden_test_code_reaches_the_release():
