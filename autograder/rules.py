@@ -31,8 +31,9 @@ REBUILDABLE = frozenset({"Input", "Add", "Mul", "Linear", "Sigmoid", "CrossEntro
 LEARNING_RATES = (1e-4, 10)
 BATCH_SIZES = (16, 1024)
 MAX_EPOCHS = 100
+MAX_HIDDEN = 256
 MAX_NODES = 50
-MAX_WEIGHTS = 2_000_000
+MAX_WEIGHTS = 784 * MAX_HIDDEN + MAX_HIDDEN + MAX_HIDDEN * 10 + 10  # the largest network the settings allow
 
 
 @functools.cache

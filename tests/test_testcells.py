@@ -11,6 +11,7 @@ import ast
 import csv
 import json
 import os
+import re
 import shutil
 import warnings
 from collections import namedtuple
@@ -373,3 +374,15 @@ def test_the_grader_refuses_to_broadcast_recorded_arrays_into_huge_ones():
         with pytest.raises(OverflowError):
             testcells.guard_broadcast(arrays, matmul)
     testcells.guard_broadcast([np.zeros((100, 1)), np.zeros(100)])  # a small broadcast is evaluated
+
+
+def test_the_retraining_rule_allows_exactly_the_settings_notebook_5_allows():
+    source = nbformat.read(ROOT / "assignments" / "miniflow-lab" / "05-mnist.ipynb", as_version=4)
+    [cell] = [cell for cell in source.cells if "# grading: own=settings,mlp_settings" in cell.source]
+    def bounds(name):
+        low, high = re.search(rf"([\d.e-]+) <= {re.escape(name)} <= ([\d.e-]+)", cell.source).groups()
+        return float(low), float(high)
+
+    assert bounds("settings.learning_rate") == rules.LEARNING_RATES
+    assert bounds("settings.batch_size") == rules.BATCH_SIZES
+    assert f"16 <= mlp_settings().n_hidden <= {rules.MAX_HIDDEN}" in cell.source
