@@ -57,14 +57,27 @@ def grade_submissions(args):
     for note in grade.run_notes(settings):  # once for the run, not in every student's row
         print(f"WARNING: {note}", file=sys.stderr)
     try:
+        shard = args.shard and grade.Shard.parse(args.shard)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    options = {"cluster": args.cluster, "shard": shard, "regrade": args.regrade}
+    try:
         course = grade.Course(args.root)
         if args.samples:
-            rows = grade.grade_samples(args.out, course, settings)
+            rows = grade.grade_samples(args.out, course, settings, **options)
         else:
-            rows = grade.grade(args.submissions, args.out, course, settings)
+            rows = grade.grade(args.submissions, args.out, course, settings, **options)
     except grade.GradingError as error:
         print(f"cannot grade: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the students graded so far are kept ({Path(args.out) / 'records'}); "
+            "run the same command again to grade the others",
+            file=sys.stderr,
+        )
+        return 130
     print(grade.format_table(rows))
     notes = ", notes.txt" if grade.run_notes(settings) else ""
     print(f"wrote {Path(args.out) / 'grades.csv'}, tests.csv{notes}, feedback/ and logs/")
@@ -105,7 +118,48 @@ def add_grade_command(commands):
         help="run student code without bubblewrap, with resource limits only (it can read the "
         "solutions and use the network); without it, grading stops if the sandbox cannot start",
     )
+    parser.add_argument(
+        "--cluster",
+        help="grade on Dask: a scheduler's address (tcp://HOST:PORT, tls://...), local[:N] for N worker "
+        "processes on this machine, or a cluster named in Dask's configuration (see the README)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="grade only every COUNT-th student from the INDEX-th, into OUT/gradebook.db; "
+        "`miniflow-course merge` combines the shards",
+    )
+    parser.add_argument(
+        "--regrade",
+        action="store_true",
+        help="grade every student again, even those OUT/records/ says were graded from the same files",
+    )
     parser.set_defaults(run=grade_submissions)
+
+
+def merge_shards(args):
+    """Merge shard OUTs into the course's gradebook and OUT; exit status 1 when students are missing."""
+    try:
+        rows, missing, missing_shards = grade.merge(args.shards, args.out, grade.Course(args.root))
+    except grade.GradingError as error:
+        print(f"cannot merge: {error}", file=sys.stderr)
+        return 1
+    print(grade.format_table(rows))
+    print(f"wrote {Path(args.out) / 'grades.csv'}, tests.csv, feedback/ and logs/")
+    if missing_shards:
+        print(f"missing shards: {', '.join(map(str, missing_shards))}", file=sys.stderr)
+    if missing:
+        print(f"not graded by any shard ({len(missing)}): {', '.join(missing)}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def add_merge_command(commands):
+    parser = commands.add_parser(
+        "merge", help="combine the OUT folders of `grade --shard` runs into the course's gradebook and OUT"
+    )
+    parser.add_argument("shards", nargs="+", metavar="SHARD_OUT", help="the OUT of each shard")
+    parser.add_argument("--out", required=True, help="where the merged grades.csv, tests.csv, ... go")
+    parser.set_defaults(run=merge_shards)
 
 
 def main(argv=None):
@@ -130,6 +184,7 @@ def main(argv=None):
         subparser.add_argument("--check", action="store_true", help="only report whether it is stale")
         subparser.set_defaults(run=run)
     add_grade_command(commands)
+    add_merge_command(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -10,7 +10,9 @@
    folders in the course, and its grades to a private copy of the gradebook
    taken at the start; this process alone then merges them into the course's
    gradebook. Writes never contend, a crash costs one student, and the
-   gradebook ends as a serial run leaves it.
+   gradebook ends as a serial run leaves it. With --cluster, Dask workers run the
+   same per-student step (grade_student; see cluster.py). Each student graded is
+   recorded in OUT/records/, so a run started again skips them (Records).
 3. Export: OUT/grades.csv (one row per student folder, graded or not, with the
    reason for what grading repaired or could not do), OUT/tests.csv (one row per
    student and test cell), OUT/feedback/<student>/<notebook>.html and
@@ -20,8 +22,11 @@
 """
 
 import contextlib
+import copy
 import csv
+import hashlib
 import html
+import io
 import json
 import logging
 import os
@@ -31,6 +36,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import traceback
 import warnings
@@ -44,6 +50,7 @@ from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.utils import capture_log
 from sqlalchemy.exc import SAWarning
+from tqdm import tqdm
 from traitlets.config.loader import PyFileConfigLoader
 
 from .environment import put_environment_bin_on_path
@@ -53,8 +60,10 @@ from .release import ASSIGNMENT
 from .sandbox import (
     SandboxUnavailableError,
     become_subreaper,
+    control_group_problem,
     end_descendants,
     kill_group,
+    remove_groups_made_by,
     require_bubblewrap,
     signal_name,
 )
@@ -92,7 +101,13 @@ NO_SANDBOX = (
 
 def run_notes(settings):
     """What holds for every student of a run: said once, in OUT/notes.txt, not in each row."""
-    return [] if settings.sandbox else [NO_SANDBOX]
+    notes = [] if settings.sandbox else [NO_SANDBOX]
+    if control_group_problem() is not None:
+        notes.append(
+            "Kernels ran without control groups, so each process had its own CPU and memory limits but "
+            f"their number and their total were not capped: {control_group_problem()}."
+        )
+    return notes
 
 
 @dataclass
@@ -172,6 +187,57 @@ class Course:
     def folder(self, step, student_id):
         return Path(self.coursedir.format_path(step, student_id, self.assignment))
 
+    def using_gradebook(self, path):
+        """This course with its grades written to the gradebook at `path` instead (a shard's)."""
+        other = copy.copy(self)
+        config = course_config(self.root, Settings(workers=1))
+        config.CourseDirectory.db_url = f"sqlite:///{Path(path).resolve()}"
+        other.coursedir = CourseDirectory(config=config)
+        other.gradebook_path = Path(path).resolve()
+        return other
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`grade --shard INDEX/COUNT`: every COUNT-th student folder in name order, from the INDEX-th (1-based).
+
+    A shard writes its grades to OUT/gradebook.db, a copy of the course's taken when it starts,
+    and lists in OUT/shard.json every student it shares the folder with, so that `merge` can
+    tell what is missing. Shards may run at once, on machines that share nothing but the course
+    and the submissions.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text):
+        index, _, count = text.partition("/")
+        try:
+            shard = cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"--shard takes INDEX/COUNT, such as 2/8, not {text!r}") from None
+        if not 1 <= shard.index <= shard.count:
+            raise ValueError(f"--shard {text}: INDEX must be from 1 to COUNT")
+        return shard
+
+    def share(self, found):
+        return found[self.index - 1 :: self.count]
+
+    def start(self, out, course, found):
+        """Set OUT up for this shard, keeping what an interrupted run of it wrote; the course to use."""
+        out.mkdir(parents=True, exist_ok=True)
+        gradebook = out / "gradebook.db"
+        if not gradebook.exists():
+            partial = out / "gradebook.db.partial"
+            copy_database(course.gradebook_path, partial)
+            partial.replace(gradebook)
+        students = [[submission.student_id, submission.nbgrader_id] for submission in found]
+        (out / "shard.json").write_text(
+            json.dumps({"shard": self.index, "of": self.count, "students": students}, indent=1) + "\n"
+        )
+        return course.using_gradebook(gradebook)
+
 
 def record_the_reference(course, settings):
     """Run each source notebook once against the reference solutions, before any student.
@@ -197,8 +263,14 @@ def record_the_reference(course, settings):
             os.environ["MINIFLOW_DATA"] = saved
 
 
-def grade(submissions, out, course, settings=None):
-    """Grade every student folder in `submissions` into `course`; write OUT; return the Rows."""
+def grade(submissions, out, course, settings=None, *, cluster=None, shard=None, regrade=False):
+    """Grade every student folder in `submissions` into `course`; write OUT; return the Rows.
+
+    `cluster` (a Dask scheduler's address or a configured cluster's name, see cluster.py) grades
+    on Dask workers instead of local Worker processes; `shard` (a Shard) grades only its share,
+    into OUT/gradebook.db instead of the course's (`miniflow-course merge` combines the shards).
+    A student OUT/records/ says was graded from the same files is not graded again unless `regrade`.
+    """
     settings = settings or Settings()
     out = Path(out)
     if settings.sandbox:
@@ -210,6 +282,9 @@ def grade(submissions, out, course, settings=None):
                 "--no-sandbox to run student code with the resource limits only"
             ) from None
     found = find_submissions(submissions, course.assignment)
+    if shard:
+        course = shard.start(out, course, found)
+        found = shard.share(found)
     limits = Limits(total_bytes=1000 * course.coursedir.max_dir_size)  # nbgrader's knob, in kB
     for submission in found:
         if submission.problem:
@@ -223,30 +298,16 @@ def grade(submissions, out, course, settings=None):
             )
         except Exception as error:  # one student's folder must not stop the batch
             submission.problem = f"Taking the folder in failed: {type(error).__name__}: {error}."
-    to_grade = [submission for submission in found if not submission.problem]
+    records = Records(out / "records", course, settings)
+    rows = {} if regrade else records.rows(found)  # by nbgrader id
+    to_grade = [
+        submission for submission in found if not submission.problem and submission.nbgrader_id not in rows
+    ]
     if to_grade:
         record_the_reference(course, settings)
-    outcomes = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="miniflow-grade-") as work,
-        WorkerPool(settings.workers) as workers,
-    ):
-        snapshot = Path(work) / ".gradebook.db"  # beside the students' folders: no id starts with "."
-        copy_database(course.gradebook_path, snapshot)
-        with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-            running = {
-                pool.submit(
-                    run_worker, workers, course, submission.nbgrader_id, snapshot, Path(work), out, settings
-                ): submission.nbgrader_id
-                for submission in to_grade
-            }
-            for finished in as_completed(running):
-                student_id = running[finished]
-                outcomes[student_id] = finish(
-                    finished, Path(work) / student_id / "gradebook.db", course, student_id
-                )
+        grade_each(to_grade, out, course, settings, cluster, records, rows)
     rows = [
-        report_safely(course, submission, outcomes.get(submission.nbgrader_id, {"graded": False}), out)
+        rows.get(submission.nbgrader_id) or report_safely(course, submission, {"graded": False}, out)
         for submission in found
     ]
     write_grades(out / "grades.csv", rows)
@@ -255,22 +316,213 @@ def grade(submissions, out, course, settings=None):
     return rows
 
 
+def grade_each(to_grade, out, course, settings, cluster, records, rows):
+    """Grade `to_grade` locally or on `cluster`; put each Row in `rows` and OUT/records/ as it is done."""
+    if cluster:
+        from .cluster import DaskRunner  # Dask is imported only by runs that use it
+
+        runner = DaskRunner(cluster)
+    else:
+        runner = LocalRunner(settings.workers)
+    by_id = {submission.nbgrader_id: submission for submission in to_grade}
+    failed = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="miniflow-grade-") as work,
+        runner as run,
+        tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stderr) as bar,
+    ):
+        snapshot = Path(work) / "gradebook.db"
+        copy_database(course.gradebook_path, snapshot)
+        jobs = [make_job(course, student, settings, run.shares_the_course) for student in by_id]
+        for job, outcome in run(jobs, snapshot.read_bytes()):
+            submission = by_id[job["student_id"]]
+            outcome = take_back(outcome, course, submission.nbgrader_id, Path(work), out)
+            row = rows[submission.nbgrader_id] = report_safely(course, submission, outcome, out)
+            if row.status == "graded":
+                records.write(submission, row)
+            else:
+                failed += 1
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
+
+
+def make_job(course, student_id, settings, shares_the_course):
+    """What grade_student needs to grade `student_id`, as plain data a Dask task can carry."""
+    submitted = course.folder(course.coursedir.submitted_directory, student_id)
+    return {
+        "root": str(course.root),
+        "assignment": course.assignment,
+        "student_id": student_id,
+        "settings": asdict(settings) | {"data": settings.data and str(Path(settings.data).resolve())},
+        "submitted": None if shares_the_course else pack(submitted),
+        "ship": not shares_the_course,
+    }
+
+
+class LocalRunner:
+    """Jobs run by grade_student in `count` local Worker processes; results as they finish."""
+
+    shares_the_course = True
+
+    def __init__(self, count):
+        self.count = max(1, count)
+
+    def __enter__(self):
+        self.workers = WorkerPool(self.count).__enter__()
+        return self
+
+    def __exit__(self, error_type, *exc_info):
+        if error_type is not None:
+            self.workers.stop()
+        self.workers.__exit__(error_type, *exc_info)
+
+    def __call__(self, jobs, gradebook):
+        with ThreadPoolExecutor(max_workers=self.count) as pool:
+            running = {
+                pool.submit(grade_student, job | {"gradebook": gradebook}, self.workers): job for job in jobs
+            }
+            try:
+                for finished in as_completed(running):
+                    yield running[finished], outcome_of(finished.result)
+            except BaseException:  # Ctrl-C, say: stop at once, not after the students under way
+                self.workers.stop()
+                pool.shutdown(cancel_futures=True)
+                raise
+
+
+def outcome_of(result):
+    """The outcome `result()` returns, or a "not graded" one saying why it raised."""
+    try:
+        return result()
+    except Exception as error:  # one student's failure must not stop the batch
+        return {"graded": False, "problem": f"Grading failed: {type(error).__name__}: {error}."}
+
+
+def take_back(outcome, course, student_id, work, out):
+    """Write the student's log, put what grading shipped back in the course, merge their grades."""
+    log = out / "logs" / f"{student_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(outcome.get("log", ""))
+    if not outcome["graded"]:
+        return outcome
+    try:
+        for step, archive in outcome.get("files", {}).items():
+            unpack(archive, course.folder(step, student_id))
+        private = work / f"{student_id}.db"
+        private.write_bytes(outcome["gradebook"])
+        merge_submission(private, course, student_id)
+        private.unlink()
+    except Exception as error:  # one student's failure must not stop the batch
+        return {"graded": False, "problem": f"Grading failed: {type(error).__name__}: {error}."}
+    return outcome
+
+
+def grade_student(job, workers):
+    """Grade one student in a Worker taken from `workers`: the one per-student step of every run.
+
+    `job` (see make_job) carries the course's gradebook as bytes, and the student's submitted
+    folder as a tar when the course folder here is not the caller's. Returns {"graded", "problem",
+    "log", "gradebook": the private gradebook's bytes, "files": {step: tar}}, "files" holding the
+    student's autograded and feedback folders when `job["ship"]` asks for them.
+    """
+    settings = Settings(**job["settings"])
+    student_id, assignment = job["student_id"], job["assignment"]
+    coursedir = CourseDirectory(config=course_config(Path(job["root"]), settings))
+
+    def folder(step):
+        return Path(coursedir.format_path(step, student_id, assignment))
+
+    if job["submitted"] is not None:
+        unpack(job["submitted"], folder(coursedir.submitted_directory))
+    with tempfile.TemporaryDirectory(prefix="miniflow-student-") as work:
+        work = Path(work)
+        (work / "gradebook.db").write_bytes(job["gradebook"])
+        outcome = run_worker(workers, job, work, settings)
+        log = work / "grading.log"
+        outcome["log"] = log.read_text(errors="replace") if log.exists() else ""
+        if outcome["graded"]:
+            outcome["gradebook"] = (work / "gradebook.db").read_bytes()
+            steps = (coursedir.autograded_directory, coursedir.feedback_directory) if job["ship"] else ()
+            outcome["files"] = {step: pack(folder(step)) for step in steps}
+    return outcome
+
+
+def pack(folder):
+    """The folder as an uncompressed tar, in memory (notebooks and pages: small, and compress poorly)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def unpack(archive, folder):
+    """Replace `folder` with the tar `archive`; nothing in it may reach outside `folder`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as files:
+        files.extractall(folder, filter="data")
+
+
+class Records:
+    """OUT/records/<nbgrader_id>.json: for each student graded into OUT, the files graded and the Row.
+
+    A student's record is written once their grades are in the gradebook, so a run that is
+    interrupted loses none, and a run started again skips them unless their files changed.
+    """
+
+    def __init__(self, folder, course, settings):
+        self.folder, self.course = folder, course
+        # What else decides a grade: the assignment's notebooks and the run's knobs.
+        self.common = hashlib.sha256(repr((settings.cell_timeout, settings.sandbox, settings.data)).encode())
+        source = course.folder(course.coursedir.source_directory, ".")
+        for path in sorted(source.glob("*.ipynb")):
+            self.common.update(path.read_bytes())
+
+    def key(self, submission):
+        """A hash of the student's submitted folder, as taken in, and of self.common."""
+        digest = self.common.copy()
+        submitted = self.course.folder(self.course.coursedir.submitted_directory, submission.nbgrader_id)
+        for path in sorted(submitted.rglob("*")):
+            digest.update(os.fsencode(path.relative_to(submitted)) + b"\0")
+            if path.is_file():
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()
+
+    def rows(self, submissions):
+        """The recorded Rows of those `submissions` graded from the same files, by nbgrader id."""
+        rows = {}
+        with Gradebook(self.course.coursedir.db_url) as gb:
+            for submission in submissions:
+                path = self.folder / f"{submission.nbgrader_id}.json"
+                if submission.problem or not path.exists():
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(path.read_text())
+                    if record["key"] == self.key(submission) and self.graded(gb, submission.nbgrader_id):
+                        rows[submission.nbgrader_id] = Row(**record["row"])
+        return rows
+
+    def graded(self, gb, student_id):
+        """Whether the gradebook still holds the student's grades (a later run may have forgotten them)."""
+        try:
+            gb.find_submission(self.course.assignment, student_id)
+        except MissingEntry:
+            return False
+        return True
+
+    def write(self, submission, row):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{submission.nbgrader_id}.json"
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({"key": self.key(submission), "row": asdict(row)}))
+        partial.replace(path)  # whole or not at all, even if the run is killed here
+
+
 def write_notes(path, notes):
     if notes:
         path.write_text("".join(f"{text}\n" for text in notes))
     else:
         path.unlink(missing_ok=True)  # an earlier run's notes on the same OUT hold no more
-
-
-def finish(worker, private, course, student_id):
-    """The worker's outcome, its grades merged into the course's gradebook."""
-    try:
-        outcome = worker.result()
-        if outcome["graded"]:
-            merge_submission(private, course, student_id)
-    except Exception as error:  # one student's failure must not stop the batch
-        outcome = {"graded": False, "problem": f"Grading failed: {type(error).__name__}: {error}."}
-    return outcome
 
 
 def copy_database(source, target):
@@ -326,7 +578,9 @@ def serve():
     """A Worker's loop: for each job on stdin, print the pid of the child grading it, then its exit status.
 
     Before it prints the status, every process the child started has ended, however
-    detached (kernels, what a student's cell forked).
+    detached (kernels, what a student's cell forked). When stdin closes while a child
+    grades, the process that gave the job has died (a lost Dask worker): the child is
+    killed rather than left to write over the grading that replaces it.
     """
     become_subreaper()  # orphans below come back here instead of to init
     for line in sys.stdin:
@@ -341,18 +595,49 @@ def serve():
                 status = 1
             os._exit(status)  # never back into the loop
         print(child, flush=True)
-        status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        status = wait_unless_abandoned(child)
         end_descendants()
+        remove_groups_made_by(child)  # a child killed at the time limit could not remove its kernels' groups
+        if status is None:
+            return
         print(status, flush=True)
 
 
+def wait_unless_abandoned(child):
+    """The child's exit status; None, with the child killed, if stdin closes first."""
+    while True:
+        pid, wait_status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(wait_status)
+        readable, _, _ = select.select([sys.stdin], [], [], 0.2)
+        if readable and not sys.stdin.buffer.peek(1):  # end of file: nothing more is written to it
+            kill_group(child)
+            os.waitpid(child, 0)
+            return None
+
+
 class WorkerPool(queue.Queue):
-    """`count` Workers, taken and given back by the threads that hand them students."""
+    """`count` Workers, taken and given back by the threads that hand them students.
+
+    take() starts another Worker when none is idle (a Dask worker's pool starts empty).
+    """
 
     def __init__(self, count):
         super().__init__()
-        for _ in range(max(1, count)):
-            self.put(Worker())
+        self.started, self.stopping = [], False
+        for _ in range(count):
+            self.put(self.start())
+
+    def start(self):
+        worker = Worker()
+        self.started.append(worker)
+        return worker
+
+    def stop(self):
+        """Kill every Worker, busy or not: those grading see it and kill their child (Worker.grade)."""
+        self.stopping = True
+        for worker in self.started:
+            worker.process.kill()
 
     def __enter__(self):
         return self
@@ -361,43 +646,52 @@ class WorkerPool(queue.Queue):
         while not self.empty():
             self.get().close()
 
+    def take(self):
+        try:
+            worker = self.get_nowait()
+        except queue.Empty:
+            return self.start()
+        if worker.process.poll() is not None:  # it died while idle: a new one grades this student
+            worker.close()
+            return self.start()
+        return worker
 
-def run_worker(workers, course, student_id, snapshot, workdir, out, settings):
-    """Autograde one student with a Worker; return {"graded": bool, "problem": str}."""
-    folder = workdir / student_id
-    folder.mkdir()
-    shutil.copyfile(snapshot, folder / "gradebook.db")
-    log = out / "logs" / f"{student_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    job = {
-        "root": str(course.root),
-        "assignment": course.assignment,
-        "student_id": student_id,
-        "gradebook": str(folder / "gradebook.db"),
-        "settings": asdict(settings) | {"data": settings.data and str(Path(settings.data).resolve())},
-        "result": str(folder / "result.json"),
-        # Its temporary folders, kernels' among them, removed here even if it is killed. Not in
-        # `folder`: the path must be short, as a kernel's IPC socket paths must fit in 107 bytes.
-        "scratch": tempfile.mkdtemp(prefix="mf"),
-    }
-    (folder / "job.json").write_text(json.dumps(job))
-    worker = workers.get()
-    if worker.process.poll() is not None:  # it died while idle: a new one grades this student
-        worker.close()
-        worker = Worker()
+
+def run_worker(workers, job, work, settings):
+    """Autograde the student of `job` with a Worker, in `work`; return {"graded": bool, "problem": str}."""
+    # Its temporary folders, kernels' among them, removed here even if it is killed. Not in `work`:
+    # the path must be short, as a kernel's IPC socket paths must fit in 107 bytes.
+    scratch = tempfile.mkdtemp(prefix="mf")
+    job_file = work / "job.json"
+    job_file.write_text(
+        json.dumps(
+            {
+                "root": job["root"],
+                "assignment": job["assignment"],
+                "student_id": job["student_id"],
+                "gradebook": str(work / "gradebook.db"),
+                "settings": job["settings"],
+                "result": str(work / "result.json"),
+                "scratch": scratch,
+            }
+        )
+    )
+    worker = workers.take()
     try:
-        status = worker.grade(folder / "job.json", log, settings.student_timeout)
+        status = worker.grade(job_file, work / "grading.log", settings.student_timeout)
     except (ValueError, OSError):  # the worker itself died: start another for the next student
         worker.process.kill()
         worker.close()
-        worker, status = Worker(), "lost"
+        status = "lost"
+        if not workers.stopping:
+            worker = workers.start()
     finally:
         workers.put(worker)
-        shutil.rmtree(job["scratch"], ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     if status is None:
         return {"graded": False, "problem": f"Grading took longer than {settings.student_timeout:g} s."}
     try:
-        return json.loads((folder / "result.json").read_text())
+        return json.loads((work / "result.json").read_text())
     except (OSError, ValueError):
         return {"graded": False, "problem": f"Grading failed: {lost(status)}."}
 
@@ -582,7 +876,80 @@ def write_tests(path, course, rows):
                     )
 
 
-def grade_samples(out, course, settings=None):
+def merge(shards, out, course):
+    """Merge the OUTs of `grade --shard` runs into `course`'s gradebook and into OUT.
+
+    Refuses, before writing anything, shards of different folders or counts and a student
+    graded by two shards. Returns the Rows and what is missing: the students no shard
+    graded (say, of a shard that was not run or was interrupted) and the shards not given.
+    """
+    out = Path(out)
+    described = []  # (folder, its shard.json), in the order given
+    for folder in map(Path, shards):
+        try:
+            described.append((folder, json.loads((folder / "shard.json").read_text())))
+        except (OSError, ValueError):
+            raise GradingError(f"{folder} is not the OUT of a `grade --shard` run (no shard.json)") from None
+    first, info = described[0]
+    count, students = info["of"], info["students"]
+    for folder, other in described[1:]:
+        if (other["of"], other["students"]) != (count, students):
+            raise GradingError(
+                f"{folder} and {first} are shards of different runs (students or count differ)"
+            )
+    indices = [info["shard"] for _, info in described]
+    twice = sorted({index for index in indices if indices.count(index) > 1})
+    if twice:
+        raise GradingError(f"shard {', '.join(map(str, twice))} of {count} is given more than once")
+    rows, graded_by = {}, {}
+    for folder, _ in described:
+        for row in shard_rows(folder):
+            if row.nbgrader_id in graded_by:
+                raise GradingError(
+                    f"{row.student_id} is graded both in {graded_by[row.nbgrader_id]} and in {folder}"
+                )
+            rows[row.nbgrader_id], graded_by[row.nbgrader_id] = row, folder
+    for student_id, row in rows.items():
+        folder = graded_by[student_id]
+        if row.status == "graded":
+            merge_submission(folder / "gradebook.db", course, student_id)
+        else:
+            forget_submission(course, student_id)
+        feedback = out / "feedback" / student_id
+        shutil.rmtree(feedback, ignore_errors=True)
+        shutil.copytree(folder / "feedback" / student_id, feedback)
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # a student who could not be taken in has no log
+            shutil.copyfile(folder / "logs" / f"{student_id}.log", out / "logs" / f"{student_id}.log")
+    ordered = [rows[student_id] for _, student_id in students if student_id in rows]
+    write_grades(out / "grades.csv", ordered)
+    write_tests(out / "tests.csv", course, ordered)
+    notes = dict.fromkeys(
+        line
+        for folder, _ in described
+        if (folder / "notes.txt").exists()
+        for line in (folder / "notes.txt").read_text().splitlines()
+    )
+    write_notes(out / "notes.txt", list(notes))
+    missing = [name for name, student_id in students if student_id not in rows]
+    missing_shards = sorted(set(range(1, count + 1)) - set(indices))
+    return ordered, missing, missing_shards
+
+
+def shard_rows(folder):
+    """The Rows a shard's OUT holds: its grades.csv, or when it was interrupted, its records so far."""
+    if (folder / "grades.csv").exists():
+        with open(folder / "grades.csv", newline="") as file:
+            return [
+                Row(**(row | {"score": float(row["score"]), "max_score": float(row["max_score"])}))
+                for row in csv.DictReader(file)
+            ]
+    return [
+        Row(**json.loads(path.read_text())["row"]) for path in sorted((folder / "records").glob("*.json"))
+    ]
+
+
+def grade_samples(out, course, settings=None, **options):
     """Write the samples DEMO_SAMPLES as submissions in OUT/samples/, then grade them."""
     folder = Path(out) / "samples"
     shutil.rmtree(folder, ignore_errors=True)
@@ -592,7 +959,7 @@ def grade_samples(out, course, settings=None):
         raise GradingError(f"{release} is missing: run `miniflow-course build-release` first")
     for name in DEMO_SAMPLES:
         materialise_sample(name, folder / name, release, source)
-    return grade(folder, out, course, settings)
+    return grade(folder, out, course, settings, **options)
 
 
 def format_table(rows):

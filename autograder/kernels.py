@@ -89,7 +89,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         self.close_sandbox()  # a restarted kernel's predecessor
         self.breach = None
-        self.scratch = Path(tempfile.mkdtemp(prefix="miniflow-kernel-"))
+        # A short name: the kernel's IPC socket paths inside it must fit in 107 bytes.
+        self.scratch = Path(tempfile.mkdtemp(prefix="mk"))
         self.transport = "ipc"
         self.ip = str(self.scratch / "ipc")
         self.connection_file = str(self.scratch / "kernel.json")
@@ -100,10 +101,11 @@ class SandboxedKernelManager(AsyncKernelManager):
             limits, read_only = self.limits, self.read_only_paths
             self.sandbox = Sandbox(shown, self.scratch, limits, read_only, bwrap, shown_at=cwd)
             self.sandbox.open()
+            kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         except BaseException:
+            self.close_sandbox()
             self.remove_scratch()
             raise
-        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         passed = {name: os.environ[name] for name in self.passed_environment if name in os.environ}
         if "MINIFLOW_DATA" in passed:  # the real path read_only_paths binds: a link may not exist inside
             passed["MINIFLOW_DATA"] = str(Path(passed["MINIFLOW_DATA"]).resolve())
@@ -218,7 +220,16 @@ def disk_usage(folder, max_files):
 
 
 def copy_without_notebooks(folder, copy):
-    """Copy `folder` to `copy` without its notebooks (links stay links: bwrap shows them as such)."""
-    notebooks = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
-    shutil.copytree(folder, copy, symlinks=True, ignore=notebooks)
+    """Copy `folder` to `copy` without its notebooks (links stay links: bwrap shows them as such).
+
+    Temporary folders inside `folder` (the copy itself, when a kernel starts in the
+    temporary folder's parent) stay out too.
+    """
+    temporary = Path(tempfile.gettempdir()).resolve()
+
+    def left_out(directory, names):
+        notebooks = {name for name in names if name.endswith(".ipynb") or name == ".ipynb_checkpoints"}
+        return notebooks | ({Path(copy).name} if Path(directory).resolve() == temporary else set())
+
+    shutil.copytree(folder, copy, symlinks=True, ignore=left_out)
     return copy

@@ -487,11 +487,17 @@ class ControlGroup:
 
 def remove_groups_made_by(pid):
     """End the processes in the control groups that process `pid` made and left (killed, say); remove them."""
-    if control_group_problem() is not None:
-        return
+    if control_group_problem() is None:
+        remove_groups(lambda maker: maker == pid)
+
+
+def remove_groups(made_by):
+    """Remove the control groups whose maker's pid `made_by` accepts, ending their processes."""
     version, parents = own_groups()
-    for name in {path.name for parent in set(parents.values()) for path in parent.glob(f"miniflow-{pid}-*")}:
-        ControlGroup({key: parent / name for key, parent in parents.items()}, version).remove()
+    for name in {path.name for parent in set(parents.values()) for path in parent.glob("miniflow-*-*")}:
+        maker = name.split("-")[1]
+        if maker.isdigit() and made_by(int(maker)):
+            ControlGroup({key: parent / name for key, parent in parents.items()}, version).remove()
 
 
 GROUP_NUMBERS = itertools.count()
@@ -534,6 +540,8 @@ def control_group_problem():
                     f"{', '.join(sorted(missing))} to its children"
                 )
         ControlGroup.create(Limits()).remove()
+        # Groups whose maker died without removing them (a grading process killed outright, say).
+        remove_groups(lambda maker: not Path(f"/proc/{maker}").exists())
     except (OSError, StopIteration, KeyError, ValueError) as error:
         return f"no control group could be made ({type(error).__name__}: {error})"
     return None

@@ -1,4 +1,4 @@
-"""Benchmark `miniflow-course grade`: one worker, two workers, and bare nbclient runs of the same notebooks.
+"""Benchmark `miniflow-course grade`: one worker, two workers, a local Dask cluster, bare nbclient runs.
 
     .venv/bin/python benchmarks/grading.py                          # 40 submissions, every notebook
     .venv/bin/python benchmarks/grading.py --count 10 --notebooks 01 02 03
@@ -13,13 +13,17 @@ as plain `nbgrader autograde` would run them with no sandbox, recording, referen
 comparison, feedback or gradebook (the hidden accuracy tests then retrain in the kernel,
 where grading has the grader retrain instead). The reference's records are made once
 before the timed runs, and their time is printed apart. Printed: seconds per
-submission, the speedup of two workers over one (target: at least 1.7 on 2 cores)
-and the overhead of grading with one worker over the bare runs (target: at most 1.3).
+submission, the speedup of two workers over one (target: at least 1.7 on 2 cores),
+the overhead of grading with one worker over the bare runs (target: at most 1.3), and
+the same two-worker run on a Dask cluster of two worker processes on 127.0.0.1
+(`--cluster local:2`, its start included) against the local pool (target: at most
+1.05), with Dask's own costs (starting the cluster, an empty task's round trip) measured apart.
 Compare only figures from one run: the machine's load changes them all.
 """
 
 import argparse
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -100,18 +104,20 @@ def main(argv=None):
         print(f"the reference's records of every test cell: {time.perf_counter() - start:.1f} s (once)")
 
         seconds = {}
-        for workers in (1, args.workers):
+        runs = {  # name: (workers, cluster)
+            1: (1, None),
+            args.workers: (args.workers, None),
+            "dask": (args.workers, f"local:{args.workers}"),
+        }
+        for run, (workers, cluster) in runs.items():
             start = time.perf_counter()
-            grade(
-                scratch / "submissions",
-                scratch / f"out{workers}",
-                course,
-                Settings(workers=workers, data=data),
-            )
-            seconds[workers] = time.perf_counter() - start
-            grades = [(scratch / f"out{n}" / "grades.csv").read_text() for n in (1, workers)]
+            settings = Settings(workers=workers, data=data)
+            grade(scratch / "submissions", scratch / f"out{run}", course, settings, cluster=cluster)
+            seconds[run] = time.perf_counter() - start
+            grades = [(scratch / f"out{name}" / "grades.csv").read_text() for name in (1, run)]
             if grades[0] != grades[1]:
-                print("warning: the grades differ between one worker and several")
+                print(f"warning: the grades differ between one worker and the run {run!r}")
+        start_seconds, per_task = dask_costs(args.workers)
         os.environ["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader sets it: training cells stop early
         bare = run_bare(course, students)
 
@@ -126,6 +132,37 @@ def main(argv=None):
     )
     overhead = seconds[1] / bare
     print(line("bare nbclient, serial", bare) + f"  grading overhead {overhead:.2f}x (target <= 1.3)")
+    ratio = seconds["dask"] / seconds[args.workers]
+    print(
+        line(f"grade, Dask local:{args.workers}", seconds["dask"])
+        + f"  {ratio:.3f}x the local pool (target <= 1.05)"
+    )
+    extra = (seconds["dask"] - seconds[args.workers]) / args.count
+    print(
+        f"Dask's own costs: {start_seconds:.1f} s to start the cluster (in the Dask run's time), "
+        f"{per_task * 1000:.1f} ms a task (an empty task's round trip, median of 50);"
+    )
+    print(f"the Dask run took {extra:+.2f} s per submission against the local pool")
+
+
+def dask_costs(workers):
+    """Seconds to start a cluster like `--cluster local:N`'s, and the median round trip of an empty task."""
+    from distributed import Client, LocalCluster
+
+    start = time.perf_counter()
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        start_seconds = time.perf_counter() - start
+        times = []
+        for _ in range(50):
+            start = time.perf_counter()
+            client.submit(len, b"", pure=False).result()
+            times.append(time.perf_counter() - start)
+    return start_seconds, statistics.median(times)
 
 
 if __name__ == "__main__":

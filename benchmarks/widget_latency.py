@@ -15,7 +15,7 @@ as it is loaded now, for comparison within one run.
 
 The same notebook is measured twice, one server after the other: "kit" is
 JupyterLab as this project's environment starts it, with the
-autograder.kernel_websocket extension (kernel messages sent with
+jupyterlab_miniflow.kernel_websocket extension (kernel messages sent with
 TCP_NODELAY); "stock" turns that extension off, as a plain jupyter_server
 runs. The target is for the kit. Needs Debian's /usr/bin/chromium and
 playwright, as the browser tests do.
@@ -106,9 +106,9 @@ def report(name, latencies):
 
 SERVERS = {
     "kit": (),
-    "stock": ("--ServerApp.jpserver_extensions=autograder.kernel_websocket=False",),
+    "stock": ("--ServerApp.jpserver_extensions=jupyterlab_miniflow.kernel_websocket=False",),
 }
-EXTENSION_LOADED = "autograder.kernel_websocket | extension was successfully loaded"
+EXTENSION_LOADED = "jupyterlab_miniflow.kernel_websocket | extension was successfully loaded"
 
 
 def measure_server(name, moves):
@@ -129,7 +129,7 @@ def measure_server(name, moves):
             loaded = EXTENSION_LOADED in (scratch / "state" / "jupyter.log").read_text()
             if loaded != (name == "kit"):
                 wrong = "lacks" if name == "kit" else "has"
-                sys.exit(f"the {name} JupyterLab {wrong} the autograder.kernel_websocket extension")
+                sys.exit(f"the {name} JupyterLab {wrong} the jupyterlab_miniflow.kernel_websocket extension")
             with sync_playwright() as driver:
                 context = driver.chromium.launch_persistent_context(
                     str(scratch / "profile"),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_nothing_left_behind import NOTEBOOK, grade_and_look, requires_bubblewrap
+from test_nothing_left_behind import NOTEBOOK, control_groups_left, grade_and_look, requires_bubblewrap
 from test_nothing_left_behind import course as course  # its module fixture, used here too
 
 from autograder.grade import Settings, grade
-from autograder.sandbox import control_group_problem, own_groups
+from autograder.sandbox import control_group_problem
 
 FORK_BOMB = """\
 import os, time
@@ -46,13 +46,6 @@ requires_control_groups = pytest.mark.skipif(
     control_group_problem() is not None and not os.environ.get("CI"),
     reason=f"no control groups here: {control_group_problem()}",
 )
-
-
-def control_groups_left():
-    """Control groups whose maker (named in the group's name) has ended: left behind."""
-    _, groups = own_groups()
-    names = {path.name for folder in set(groups.values()) for path in folder.glob("miniflow-*")}
-    return sorted(name for name in names if not Path(f"/proc/{name.split('-')[1]}").exists())
 
 
 @pytest.fixture(scope="module")

@@ -473,7 +473,7 @@ def kill_while_grading(monkeypatch, victim, process):
             time.sleep(0.05)
 
     def grade_and_kill(worker, job_file, log, timeout):
-        if Path(job_file).parent.name == victim:
+        if json.loads(Path(job_file).read_text())["student_id"] == victim:
             threading.Thread(target=kill, args=(worker.process.pid,), daemon=True).start()
         return grade_in_worker(worker, job_file, log, timeout)
 

@@ -1,4 +1,4 @@
-"""The course's JupyterLab sends kernel messages without Nagle's delay (autograder/kernel_websocket.py)."""
+"""Kernel messages reach the browser without Nagle's delay (jupyterlab_miniflow.kernel_websocket)."""
 
 import json
 import socket
@@ -15,7 +15,7 @@ GATEWAY_CONNECTION = "jupyter_server.gateway.connections.GatewayWebSocketConnect
 
 def test_installing_the_project_enables_the_extension():
     extensions = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
-    assert extensions.get("autograder.kernel_websocket") is True
+    assert extensions.get("jupyterlab_miniflow.kernel_websocket") is True
 
 
 async def kernel_socket_nodelay(jp_fetch, jp_ws_fetch):
@@ -35,7 +35,7 @@ async def kernel_socket_nodelay(jp_fetch, jp_ws_fetch):
 class TestWithTheExtension:
     @pytest.fixture
     def jp_server_config(self):
-        return {"ServerApp": {"jpserver_extensions": {"autograder.kernel_websocket": True}}}
+        return {"ServerApp": {"jpserver_extensions": {"jupyterlab_miniflow.kernel_websocket": True}}}
 
     async def test_kernel_websocket_has_nodelay(self, jp_fetch, jp_ws_fetch):
         assert await kernel_socket_nodelay(jp_fetch, jp_ws_fetch)
@@ -46,7 +46,7 @@ class TestStockServer:
 
     @pytest.fixture
     def jp_server_config(self):
-        return {"ServerApp": {"jpserver_extensions": {"autograder.kernel_websocket": False}}}
+        return {"ServerApp": {"jpserver_extensions": {"jupyterlab_miniflow.kernel_websocket": False}}}
 
     async def test_kernel_websocket_has_no_nodelay(self, jp_fetch, jp_ws_fetch):
         assert not await kernel_socket_nodelay(jp_fetch, jp_ws_fetch)
@@ -59,7 +59,7 @@ class TestKernelGateway:
     def jp_server_config(self):
         return {
             "ServerApp": {
-                "jpserver_extensions": {"autograder.kernel_websocket": True},
+                "jpserver_extensions": {"jupyterlab_miniflow.kernel_websocket": True},
                 "kernel_websocket_connection_class": GATEWAY_CONNECTION,
             }
         }

@@ -16,6 +16,7 @@ import csv
 import io
 import shutil
 import tempfile
+from pathlib import Path
 
 import nbformat
 import psutil
@@ -26,7 +27,7 @@ from nbformat.v4 import new_code_cell
 from autograder import cli, release
 from autograder.grade import NO_SANDBOX, Course, Settings, grade
 from autograder.kernels import SandboxedKernelManager
-from autograder.sandbox import SandboxUnavailableError, bubblewrap_problem
+from autograder.sandbox import SandboxUnavailableError, bubblewrap_problem, control_group_problem, own_groups
 from autograder.submissions import materialise_sample
 
 NOTEBOOK = "01-chain-rule"
@@ -113,6 +114,15 @@ def grade_and_look(course, folder, student, run, **submission):
     return result, out, left, folders_left
 
 
+def control_groups_left():
+    """Control groups whose maker (named in the group's name) has ended: left behind."""
+    if control_group_problem() is not None:
+        return []
+    _, groups = own_groups()
+    names = {path.name for folder in set(groups.values()) for path in folder.glob("miniflow-*")}
+    return sorted(name for name in names if not Path(f"/proc/{name.split('-')[1]}").exists())
+
+
 def lost_kernels(course, student):
     """The errors the leaving cells of `student`'s graded notebook show: how their kernels were lost."""
     folder = course.folder(course.coursedir.autograded_directory, student)
@@ -148,6 +158,7 @@ def test_a_student_killed_at_the_time_limit_leaves_no_process_and_no_scratch_fol
     assert rows[0].reason.startswith("Grading took longer than 30 s.")
     assert not left, f"still running after the run: {left}"
     assert folders_left == []
+    assert control_groups_left() == []
 
 
 @pytest.fixture(scope="module")

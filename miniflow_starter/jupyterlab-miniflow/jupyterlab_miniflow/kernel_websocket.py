@@ -8,9 +8,9 @@ acknowledged the first, and the browser's TCP stack may delay that
 acknowledgement by 40 ms. About every other move of a gradient-flow slider
 then took 55 ms instead of 24 (benchmarks/widget_latency.py).
 
-Installing this project enables the extension for every JupyterLab and
+Installing jupyterlab_miniflow enables the extension for every JupyterLab and
 Notebook started from its environment, through
-etc/jupyter/jupyter_server_config.d/miniflow_course.json.
+etc/jupyter/jupyter_server_config.d/jupyterlab_miniflow.json.
 """
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -25,7 +25,7 @@ class NoDelayWebsocketConnection(ZMQChannelsWebsocketConnection):
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "autograder.kernel_websocket"}]
+    return [{"module": "jupyterlab_miniflow.kernel_websocket"}]
 
 
 def _load_jupyter_server_extension(serverapp):
@@ -33,7 +33,7 @@ def _load_jupyter_server_extension(serverapp):
     # with another one (a kernel gateway's, say) keeps it.
     if serverapp.kernel_websocket_connection_class is not ZMQChannelsWebsocketConnection:
         serverapp.log.info(
-            "autograder.kernel_websocket: kernel websockets keep %s",
+            "jupyterlab_miniflow.kernel_websocket: kernel websockets keep %s",
             serverapp.kernel_websocket_connection_class.__name__,
         )
         return
