@@ -112,6 +112,17 @@ async def test_a_planted_bug_fails_its_exercise_with_the_tests_message(jp_fetch,
     assert exercises(listing)["exercise_by_hand_f"]["status"] == "passed"
 
 
+async def test_a_check_of_some_notebooks_gives_statuses_for_theirs_only(jp_fetch, jp_root_dir):
+    lab_folder(jp_root_dir)
+    listing = await call(jp_fetch, "check", path=release.ASSIGNMENT, notebooks=["01-chain-rule"])
+    checked = {
+        notebook["path"]: [exercise.get("status") for exercise in notebook["exercises"]]
+        for notebook in listing["notebooks"]
+    }
+    assert set(checked.pop("01-chain-rule.ipynb")) == {"not implemented"}
+    assert {status for statuses in checked.values() for status in statuses} == {None}
+
+
 async def checking(jp_fetch):
     reply = await jp_fetch("miniflow", "exercises", params={"path": release.ASSIGNMENT})
     return json.loads(reply.body)["checking"]

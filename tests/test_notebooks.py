@@ -415,9 +415,20 @@ README = ASSIGNMENT / "README.md"
 REQUIREMENTS = ASSIGNMENT / "requirements.txt"
 
 
-def requirements():
+def requirement_lines():
     lines = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
-    return [Requirement(line) for line in lines if line]
+    return [line for line in lines if line]
+
+
+def requirements():
+    """The requirements named by distribution (not the local folders, such as ./jupyterlab-miniflow)."""
+    return [Requirement(line) for line in requirement_lines() if not line.startswith("./")]
+
+
+def test_the_requirements_install_the_courses_jupyterlab_extension_from_the_release():
+    folders = [line for line in requirement_lines() if line.startswith("./")]
+    assert folders == ["./jupyterlab-miniflow"]
+    assert (ROOT / "release" / "miniflow-lab" / folders[0] / "pyproject.toml").is_file()
 
 
 def test_the_readme_says_what_to_edit_how_to_check_and_how_grading_works():

@@ -18,6 +18,8 @@ import zipfile
 import pytest
 from conftest import REFERENCE, ROOT
 
+from autograder import release
+
 from .jupyter_driver import JupyterServer
 
 pytestmark = pytest.mark.browser
@@ -129,9 +131,12 @@ def test_prepare_submission_writes_a_zip_that_grades_as_the_folder_does(page, la
     # The same work handed in as a folder, in nbgrader's layout: the zip must grade the same.
     by_hand = tmp_path / "submissions" / "by_hand" / "miniflow-lab"
     shutil.copytree(lab.root / "lab", by_hand, ignore=shutil.ignore_patterns("*.zip", ".ipynb_checkpoints"))
-    out = tmp_path / "out"
+    out, course = tmp_path / "out", tmp_path / "course"
+    release.copy_sources(ROOT, course)
+    release.build_release(course)  # a course of its own, its gradebook included: the checkout stays as it is
+    grading = ["grade", str(tmp_path / "submissions"), "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", str(tmp_path / "submissions"), "--out", str(out)],
+        [sys.executable, "-m", "autograder", "--root", str(course), *grading],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ import { IReceipt } from './request';
 
 const HIGHLIGHT = 'jp-miniflow-highlight';
 const HIGHLIGHT_MS = 2500;
-const SAVE_SETTLE_MS = 400; // several files saved at once (Save All) make one check
+const SAVE_SETTLE_MS = 100; // several files saved at once (Save All) make one check
 
 /** Open `path`, then select, scroll to and highlight the cell whose nbgrader grade_id is `gradeId`. */
 async function openCell(
@@ -106,7 +106,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         window.clearTimeout(pending);
-        pending = window.setTimeout(() => void panel.check(), SAVE_SETTLE_MS);
+        pending = window.setTimeout(() => void panel.checkAfterSave(path), SAVE_SETTLE_MS);
       }
     );
     fileBrowser?.model.pathChanged.connect(() => void panel.list());

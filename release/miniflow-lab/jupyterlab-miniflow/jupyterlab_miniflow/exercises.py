@@ -125,11 +125,16 @@ def package_stubs(folder):
     return stubs
 
 
-def with_statuses(listing, results, problem=""):
-    """`listing` with each exercise's status and first failure from the check's per-test `results`."""
+def with_statuses(listing, results, problem="", notebooks=()):
+    """`listing` with each exercise's status and first failure from the check's per-test `results`.
+
+    With `notebooks`, only those were checked: the others' exercises get no status.
+    """
     by_grade_id = {(result["notebook"], result["grade_id"]): result for result in results}
     for notebook in listing["notebooks"]:
         stem = Path(notebook["path"]).stem
+        if notebooks and stem not in notebooks:
+            continue
         for exercise in notebook["exercises"]:
             found = [
                 by_grade_id.get((stem, test["grade_id"])) for test in exercise["tests"] if test["visible"]
@@ -175,8 +180,9 @@ class Checker:
     def is_running(self, folder):
         return ("panel", str(folder)) in self.running
 
-    async def check(self, folder, purpose="panel"):
-        """(results, problem) of the visible tests in `folder`; None if a newer check superseded this one."""
+    async def check(self, folder, purpose="panel", notebooks=()):
+        """(results, problem) of the visible tests in `folder` (in `notebooks` only, if given);
+        None if a newer check superseded this one."""
         folder = Path(folder)
         key = (purpose, str(folder))
         request = self.requests[key] = self.requests.get(key, 0) + 1
@@ -187,7 +193,7 @@ class Checker:
             out = Path(scratch) / "results.json"
             environment = {**os.environ, "PYTHONPATH": str(folder), "MPLBACKEND": "Agg"}
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "miniflow.selfcheck", str(folder), str(out),
+                sys.executable, "-m", "miniflow.selfcheck", str(folder), str(out), *notebooks,
                 cwd=folder, env=environment, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             self.running[key] = process

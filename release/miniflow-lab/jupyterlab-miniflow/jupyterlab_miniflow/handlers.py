@@ -42,11 +42,11 @@ class MiniflowHandler(APIHandler):
         listing["folder"] = "" if listing["folder"] == "." else listing["folder"]
         return listing
 
-    async def checked_listing(self, folder, purpose="panel"):
-        results = await self.checker.check(folder, purpose)
+    async def checked_listing(self, folder, purpose="panel", notebooks=()):
+        results = await self.checker.check(folder, purpose, notebooks)
         if results is None:
             return None
-        return with_statuses(self.listing(folder), *results)
+        return with_statuses(self.listing(folder), *results, notebooks=notebooks)
 
 
 class ExercisesHandler(MiniflowHandler):
@@ -61,7 +61,10 @@ class ExercisesHandler(MiniflowHandler):
 class CheckHandler(MiniflowHandler):
     @web.authenticated
     async def post(self):
-        listing = await self.checked_listing(self.lab_folder(self.requested_path()))
+        # "notebooks": check only these first (those a saved file concerns), for a quick answer.
+        body = self.get_json_body() or {}
+        notebooks = [str(name) for name in body.get("notebooks", []) if "/" not in str(name)]
+        listing = await self.checked_listing(self.lab_folder(self.requested_path()), notebooks=notebooks)
         self.finish(json.dumps(listing if listing is not None else {"superseded": True}))
 
 

@@ -55,8 +55,11 @@ export class ExercisesPanel extends Widget {
     }
   }
 
-  /** Run the visible tests on the saved files and show each exercise's status. */
-  async check(saveFirst = false): Promise<void> {
+  /**
+   * Run the visible tests on the saved files and show each exercise's status. With `notebooks`
+   * (their names without .ipynb), only theirs: the other exercises keep the status they had.
+   */
+  async check(saveFirst = false, notebooks: string[] = []): Promise<void> {
     if (saveFirst) {
       await this.host.saveAll();
     }
@@ -65,10 +68,11 @@ export class ExercisesPanel extends Widget {
     try {
       const listing = await requestAPI<IListing>('check', {
         method: 'POST',
-        body: JSON.stringify({ path: this.host.currentPath() })
+        body: JSON.stringify({ path: this.host.currentPath(), notebooks })
       });
       if (!listing.superseded) {
-        this.listing = listing;
+        this.listing =
+          notebooks.length && this.listing ? this.withNotebooks(listing, notebooks) : listing;
         this.problem = '';
       }
     } catch (error) {
@@ -99,6 +103,47 @@ export class ExercisesPanel extends Widget {
       this.render();
       void this.list();
     }
+  }
+
+  /**
+   * After `path` was saved: first the notebooks whose exercises it concerns (a quick answer for the
+   * rows the student is working on), then all of them (a node is used by later notebooks too).
+   */
+  async checkAfterSave(path: string): Promise<void> {
+    const first = this.notebooksConcerning(path);
+    if (first.length) {
+      await this.check(false, first);
+    }
+    await this.check();
+  }
+
+  /** The notebooks (names without .ipynb) with an exercise in the saved file `path`. */
+  private notebooksConcerning(path: string): string[] {
+    const inside = this.listing?.folder ? path.slice(this.listing.folder.length + 1) : path;
+    const names = new Set<string>();
+    for (const notebook of this.listing?.notebooks ?? []) {
+      if (
+        notebook.path === inside ||
+        notebook.exercises.some(exercise => exercise.package_file === inside)
+      ) {
+        names.add(notebook.path.replace(/\.ipynb$/, ''));
+      }
+    }
+    return [...names];
+  }
+
+  /** The current listing with the checked `notebooks` taken from `checked`. */
+  private withNotebooks(checked: IListing, notebooks: string[]): IListing {
+    const current = this.listing as IListing;
+    const name = (path: string) => path.replace(/\.ipynb$/, '');
+    return {
+      ...current,
+      notebooks: current.notebooks.map(notebook =>
+        notebooks.includes(name(notebook.path))
+          ? checked.notebooks.find(other => other.path === notebook.path) ?? notebook
+          : notebook
+      )
+    };
   }
 
   /** Whether `path` (a saved file) can change a status: a notebook or the miniflow package. */
