@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from autograder import release
+from autograder.grade import Course
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "miniflow"
 STARTER = ROOT / "miniflow_starter" / "miniflow"
@@ -41,3 +44,14 @@ def mf():
 def starter():
     """The students' starter miniflow, as committed."""
     return load_package(STARTER, "miniflow_starter_package")
+
+
+# A module's own scratch course: modules that grade submissions share this fixture (test_grade.py and
+# test_testcells.py keep courses of their own).
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A scratch copy of the course, its release built and recorded in its own gradebook."""
+    root = tmp_path_factory.mktemp("course")
+    release.copy_sources(ROOT, root)
+    release.build_release(root)
+    return Course(root)

@@ -16,7 +16,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from test_nothing_left_behind import NOTEBOOK, control_groups_left, grade_and_look, requires_bubblewrap
-from test_nothing_left_behind import course as course  # its module fixture, used here too
 
 from autograder.grade import Settings, grade
 from autograder.sandbox import control_group_problem

@@ -19,46 +19,18 @@ from typing import ClassVar
 
 import psutil
 import pytest
-from conftest import MNIST, ROOT
+from conftest import MNIST
+from test_shards import SAMPLES, grade_locally, settings, write_samples
 
-from autograder import cluster, release
-from autograder.grade import Course, GradingError, Settings, grade
-from autograder.submissions import materialise_sample
+from autograder import cluster
+from autograder.grade import GradingError, grade
 
-SAMPLES = ("reference", "starter", "ce_summed", "bias_grad_wrong_axis")
-NOTEBOOKS = ("01-chain-rule", "03-softmax-and-losses")  # enough to tell the samples apart, quickly
 DASK = Path(sys.executable).parent / "dask"
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """A scratch copy of the course, its release built and recorded in its own gradebook."""
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    return Course(root)
-
-
-def write_samples(course, folder, samples=SAMPLES):
-    release_folder = course.folder(course.coursedir.release_directory, ".")
-    source_folder = course.folder(course.coursedir.source_directory, ".")
-    for name in samples:
-        student = materialise_sample(name, folder / name, release_folder, source_folder)
-        for path in student.glob("*.ipynb"):
-            if path.stem not in NOTEBOOKS:
-                path.unlink()
-    return folder
-
-
-def settings():
-    return Settings(workers=2, cell_timeout=60, data=str(MNIST))
-
-
-@pytest.fixture(scope="module")
 def local_run(course, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("local")
-    grade(write_samples(course, folder / "submissions"), folder / "out", course, settings())
-    return folder / "out"
+    return grade_locally(course, tmp_path_factory)
 
 
 class Cluster:

@@ -21,11 +21,10 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT
 from nbformat.v4 import new_code_cell
 
-from autograder import cli, release
-from autograder.grade import NO_SANDBOX, Course, Settings, grade
+from autograder import cli
+from autograder.grade import NO_SANDBOX, Settings, grade
 from autograder.kernels import SandboxedKernelManager
 from autograder.sandbox import SandboxUnavailableError, bubblewrap_problem, control_group_problem, own_groups
 from autograder.submissions import materialise_sample
@@ -46,15 +45,6 @@ LEAVERS = [FORKS, "import os\nos._exit(1)", "while True:\n    pass"]
 requires_bubblewrap = pytest.mark.skipif(
     bubblewrap_problem(shutil.which("bwrap")) is not None, reason="no working bubblewrap"
 )
-
-
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """A scratch copy of the course, its release built and recorded in its own gradebook."""
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    return Course(root)
 
 
 def write_submission(course, folder, cells=LEAVERS, notebook=NOTEBOOK, keep=(NOTEBOOK,)):
