@@ -29,13 +29,6 @@ $(VENV)/.torch: $(VENV)/.installed
 	$(PYTHON) -m pip install --quiet torch==2.13.0 || echo "torch is optional: the benchmark skips it"
 	touch $@
 
-# MNIST's 10,000-image test split beside the repository, where there is one
-# (machines without a network); elsewhere notebooks download MNIST or fall back.
-SHARED_MNIST := $(wildcard $(abspath ../shared/data/mnist))
-ifneq ($(SHARED_MNIST),)
-export MINIFLOW_DATA ?= $(SHARED_MNIST)
-endif
-
 # The main job: regenerate the release, then grade the bundled sample
 # submissions and print the grade table (outputs in out/).
 main: $(VENV)/.installed system-packages

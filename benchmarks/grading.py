@@ -18,7 +18,10 @@ the overhead of grading with one worker over the bare runs (target: at most 1.3)
 the same two-worker run on a Dask cluster of two worker processes on 127.0.0.1
 (`--cluster local:2`, its start included) against the local pool (target: at most
 1.05), with Dask's own costs (starting the cluster, an empty task's round trip) measured apart.
-Compare only figures from one run: the machine's load changes them all.
+With `--rounds R` the pool and Dask runs alternate R times in the order pool, Dask, Dask,
+pool, ... so that a load that rises or falls during the run weighs on both alike; the
+ratio printed is of their summed times. Compare only figures from one run: the
+machine's load changes them all.
 """
 
 import argparse
@@ -37,7 +40,6 @@ from autograder.grade import Course, Settings, grade, record_the_reference
 from autograder.submissions import materialise_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MIX = (
     "reference",
     "starter",
@@ -87,8 +89,11 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=40, help="submissions (default: %(default)s)")
     parser.add_argument("--notebooks", nargs="*", help="notebook name prefixes to keep (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default: 2)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="pairs of local-pool and Dask runs, alternated (default: 1)"
+    )
     args = parser.parse_args(argv)
-    data = os.environ.setdefault("MINIFLOW_DATA", str(SHARED_MNIST))
+    data = os.environ.get("MINIFLOW_DATA")  # MNIST as miniflow.data finds it; see README
 
     with tempfile.TemporaryDirectory(prefix="grading-benchmark-") as scratch:
         scratch = Path(scratch)
@@ -103,20 +108,26 @@ def main(argv=None):
         record_the_reference(course, Settings(data=data))  # once per course: the runs below reuse it
         print(f"the reference's records of every test cell: {time.perf_counter() - start:.1f} s (once)")
 
-        seconds = {}
+        seconds = {1: 0.0, args.workers: 0.0, "dask": 0.0}
         runs = {  # name: (workers, cluster)
             1: (1, None),
             args.workers: (args.workers, None),
             "dask": (args.workers, f"local:{args.workers}"),
         }
-        for run, (workers, cluster) in runs.items():
+        pairs = [(args.workers, "dask"), ("dask", args.workers)]
+        order = [1] + [run for index in range(args.rounds) for run in pairs[index % 2]]
+        for number, run in enumerate(order):
+            workers, cluster = runs[run]
+            out = scratch / f"out{number}"
             start = time.perf_counter()
-            settings = Settings(workers=workers, data=data)
-            grade(scratch / "submissions", scratch / f"out{run}", course, settings, cluster=cluster)
-            seconds[run] = time.perf_counter() - start
-            grades = [(scratch / f"out{name}" / "grades.csv").read_text() for name in (1, run)]
-            if grades[0] != grades[1]:
+            grade(scratch / "submissions", out, course, Settings(workers=workers, data=data), cluster=cluster)
+            took = time.perf_counter() - start
+            seconds[run] += took
+            print(f"  run {number + 1}/{len(order)}: {run!r}: {took:.1f} s", flush=True)
+            if (out / "grades.csv").read_text() != (scratch / "out0" / "grades.csv").read_text():
                 print(f"warning: the grades differ between one worker and the run {run!r}")
+        for run in (args.workers, "dask"):
+            seconds[run] /= args.rounds
         start_seconds, per_task = dask_costs(args.workers)
         os.environ["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader sets it: training cells stop early
         bare = run_bare(course, students)

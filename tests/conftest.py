@@ -17,7 +17,7 @@ from autograder.grade import Course
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "miniflow"
 STARTER = ROOT / "miniflow_starter" / "miniflow"
-# Where miniflow.data looks for MNIST too (`make test` sets MINIFLOW_DATA where it can).
+# Where miniflow.data looks for MNIST too (set MINIFLOW_DATA where MNIST cannot be downloaded).
 MNIST = Path(os.environ.get("MINIFLOW_DATA", Path.home() / ".cache" / "miniflow" / "mnist"))
 
 
