@@ -18,27 +18,38 @@ CLUSTER is
   imported, made with the options, scaled to N workers and closed after the run.
 """
 
-import atexit
 import importlib
 import os
 
 import dask
+from distributed import WorkerPlugin, get_worker
 
 from .grade import GradingError, WorkerPool, grade_student
 
 RETRIES = 2  # a task that raised (its worker's disk filled, say) runs again this many times
-# The Worker processes of this Dask worker process, started as tasks need them.
-WORKERS = None
+
+
+class GradingWorkers(WorkerPlugin):
+    """The Worker processes of one Dask worker: started as its tasks need them, closed with it.
+
+    Told to end in teardown, and not waited for: a Dask worker process runs no
+    atexit hook, and its nanny kills it after 4 s when it is slow to leave.
+    """
+
+    name = "miniflow-course-grading-workers"
+
+    def setup(self, worker):
+        self.pool = WorkerPool(0)
+
+    def teardown(self, worker):
+        for grading_worker in self.pool.started:
+            grading_worker.close(wait=False)  # its loop ends, killing a child still grading
 
 
 def grade_on_dask_worker(job):
     """A Dask task: grade_student in this Dask worker's own Worker processes."""
-    global WORKERS
-    if WORKERS is None:
-        WORKERS = WorkerPool(0)
-        atexit.register(WORKERS.__exit__, None, None, None)  # their pipes close; they end their loops
     root = os.environ.get("MINIFLOW_COURSE_ROOT", job["root"])
-    return grade_student(job | {"root": root}, WORKERS)
+    return grade_student(job | {"root": root}, get_worker().plugins[GradingWorkers.name].pool)
 
 
 class DaskRunner:
@@ -66,6 +77,7 @@ class DaskRunner:
         finally:
             if self.cluster is not None and not hasattr(self, "client"):
                 self.cluster.close()
+        self.client.register_plugin(GradingWorkers())  # registered again, it replaces its pool
         return self
 
     def __exit__(self, *exc_info):

@@ -567,10 +567,11 @@ class Worker:
             kill_group(child)
         return int(status) if finished else None
 
-    def close(self):
+    def close(self, wait=True):
         with contextlib.suppress(BrokenPipeError):  # it died with a job unsent; the pipe closes anyway
             self.process.stdin.close()  # ends the worker's loop
-        self.process.wait()
+        if wait:
+            self.process.wait()
         self.process.stdout.close()
 
 
