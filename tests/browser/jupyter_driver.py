@@ -36,10 +36,12 @@ class JupyterServer:
     """A JupyterLab server serving `root`; stop() ends it.
 
     `extra_args` are added to the command line, e.g. to turn a server
-    extension off.
+    extension off; `env` adds to the environment; `python` is the
+    environment's interpreter. It starts in `root`, as a user starts it
+    (nbgrader's assignment list fetches into the server's working folder).
     """
 
-    def __init__(self, root, state_dir, extra_args=()):
+    def __init__(self, root, state_dir, extra_args=(), env=None, python=sys.executable):
         self.root = Path(root)
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -51,6 +53,7 @@ class JupyterServer:
             "JUPYTERLAB_SETTINGS_DIR": str(state_dir / "settings"),
             "JUPYTERLAB_WORKSPACES_DIR": str(state_dir / "workspaces"),
             "PYTHONWARNINGS": "ignore",
+            **(env or {}),
         }
         # No news pop-up: it would cover the notebook.
         announcements = state_dir / "settings" / "@jupyterlab" / "apputils-extension"
@@ -61,7 +64,7 @@ class JupyterServer:
         self.log = open(state_dir / "jupyter.log", "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                str(python),
                 "-m",
                 "jupyterlab",
                 "--no-browser",
@@ -74,6 +77,7 @@ class JupyterServer:
                 *(["--allow-root"] if os.geteuid() == 0 else []),
                 *extra_args,
             ],
+            cwd=self.root,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

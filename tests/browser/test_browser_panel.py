@@ -87,6 +87,11 @@ def test_the_panel_follows_the_students_saves(page, lab, screenshot):
     shown = statuses(page)
     assert set(MUL_TESTS) <= set(shown)
     assert set(shown.values()) == {"not implemented"}, shown
+    # A title's $...$ math is typeset as in the notebook, not shown raw.
+    title = page.locator(f"{PANEL} [data-grade-id='exercise_by_hand_k'] .jp-miniflow-exercise-title")
+    title.locator("mjx-container").wait_for(timeout=60_000)
+    assert "Exercise 1.2: a second graph" in title.inner_text()
+    assert "$" not in title.inner_text()
     screenshot("-starter")
 
     save_through_jupyterlab(page, "lab/miniflow/arithmetic.py", reference_arithmetic())

@@ -8,6 +8,8 @@ export interface IPanelHost {
   saveAll(): Promise<void>;
   openCell(notebookPath: string, gradeId: string): Promise<void>;
   openFile(path: string): Promise<void>;
+  /** Render the $...$ math in `node` as the notebook does (JupyterLab's LaTeX typesetter). */
+  typeset(node: HTMLElement): void;
   showReceipt(receipt: IReceipt): void;
   showError(title: string, error: unknown): void;
 }
@@ -286,7 +288,7 @@ export class ExercisesPanel extends Widget {
     row.title = `Open ${notebookPath} at this exercise`;
     const line = element('div', 'jp-miniflow-exercise-line');
     line.append(
-      element('span', 'jp-miniflow-exercise-title', exercise.title),
+      this.typesetTitle('jp-miniflow-exercise-title', exercise.title),
       element('span', 'jp-miniflow-status', STATUS_TEXT[status]),
       element('span', 'jp-miniflow-points', `${exercise.points} pt`)
     );
@@ -315,7 +317,7 @@ export class ExercisesPanel extends Widget {
     row.dataset.status = status;
     const line = element('div', 'jp-miniflow-exercise-line');
     line.append(
-      element('span', 'jp-miniflow-test-title', test.title),
+      this.typesetTitle('jp-miniflow-test-title', test.title),
       element('span', 'jp-miniflow-status', STATUS_TEXT[status] ?? status),
       element('span', 'jp-miniflow-points', `${test.points} pt`)
     );
@@ -328,6 +330,15 @@ export class ExercisesPanel extends Widget {
       void this.host.openCell(this.inFolder(notebookPath), test.grade_id);
     };
     return row;
+  }
+
+  /** A title taken from the notebook's markdown or a test's comment, its math typeset. */
+  private typesetTitle(className: string, text: string): HTMLElement {
+    const node = element('span', className, text);
+    if (text.includes('$')) {
+      this.host.typeset(node);
+    }
+    return node;
   }
 
   private inFolder(path: string): string {

@@ -7,6 +7,7 @@ import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { NotebookPanel } from '@jupyterlab/notebook';
+import { ILatexTypesetter } from '@jupyterlab/rendermime';
 import { Contents } from '@jupyterlab/services';
 import { checkIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
@@ -76,11 +77,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: "The miniflow lab's Exercises panel and hand-in.",
   autoStart: true,
   requires: [ILabShell],
-  optional: [IDefaultFileBrowser],
+  optional: [IDefaultFileBrowser, ILatexTypesetter],
   activate: (
     app: JupyterFrontEnd,
     labShell: ILabShell,
-    fileBrowser: IDefaultFileBrowser | null
+    fileBrowser: IDefaultFileBrowser | null,
+    typesetter: ILatexTypesetter | null
   ) => {
     const host: IPanelHost = {
       currentPath: () => fileBrowser?.model.path ?? '',
@@ -91,6 +93,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openFile: async path => {
         await app.commands.execute('docmanager:open', { path });
       },
+      typeset: node => void typesetter?.typeset(node),
       showReceipt,
       showError: (title, error) => void showErrorMessage(title, error as Error)
     };
