@@ -107,7 +107,7 @@ def add_grade_command(commands):
         "--student-timeout",
         type=float,
         default=defaults.student_timeout,
-        help="seconds for one student's whole grading (default: %(default)s)",
+        help="seconds for one student's whole grading (default: %(default)g: five notebooks of 600 s)",
     )
     parser.add_argument(
         "--data", default=defaults.data, help="the MNIST folder kernels may read (default: $MINIFLOW_DATA)"

@@ -88,7 +88,9 @@ class Settings:
 
     workers: int = field(default_factory=default_workers)
     cell_timeout: int | None = None  # seconds per cell (nbgrader's Execute.timeout)
-    student_timeout: float = 3 * 3600.0  # seconds for one student's worker, all notebooks and feedback
+    # Seconds for one student's worker, all notebooks and feedback: five notebooks of at most
+    # 600 s each (SandboxedExecute.notebook_timeout) take 50 minutes at worst.
+    student_timeout: float = 3600.0
     data: str | None = field(default_factory=lambda: os.environ.get("MINIFLOW_DATA"))  # MNIST, read-only
     sandbox: bool = True  # False (--no-sandbox): student code runs with the resource limits only
 

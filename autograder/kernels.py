@@ -9,15 +9,27 @@ own, and has no network. Notebooks are left out because nbgrader writes each
 graded notebook, hidden tests restored, into that folder before it runs the
 next: a kernel that sees only the student's other files reads none of them.
 
-As sandbox.py explains, such a kernel talks over IPC sockets kept in its
-scratch folder, is started as an independent process (inside, its parent is
-the sandbox's first process) and is interrupted by message: a SIGINT to its
-process group would end bubblewrap instead.
+The scratch folder (the kernel's HOME) is a private tmpfs of `disk_bytes`, so
+a write past that fails with ENOSPC in the student's cell however fast it
+writes, and the kernel goes on; like the sandbox's /tmp, its pages count as the
+kernel's memory (`total_memory_bytes`, with control groups). The records of
+test cells go to a tmpfs of their own (`records_bytes`) in it, so a student who
+fills the scratch folder loses no test for it. The host's scratch folder holds
+only the connection file, shown read-only in the tmpfs.
 
-A watchdog thread looks at each kernel every half second: a scratch folder
-grown over `disk_bytes` (or `max_files`), or CPU time over `cpu_seconds` for
-all the kernel's processes together (where the sandbox has a control group),
-ends the kernel, and `breach` says why.
+As sandbox.py explains, such a kernel talks over IPC sockets, which it makes
+in its tmpfs and the grader reaches through the sandbox's root
+(`<scratch>/sandbox`, a link to it); it is started as an independent process
+(inside, its parent is the sandbox's first process) and is interrupted by
+message: a SIGINT to its process group would end bubblewrap instead.
+
+A watchdog thread looks at each kernel every half second: more than
+`max_files` files and folders in its writable places (even empty, each costs
+kernel memory that a control group may not count), or CPU time over `cpu_seconds` for all the
+kernel's processes together (where the sandbox has a control group), ends the
+kernel, and `breach` says why. Unsandboxed, the scratch folder is a plain
+folder, and the watchdog also ends a kernel that keeps more than `disk_bytes`
+in it.
 
 Where bubblewrap cannot sandbox, starting a kernel raises SandboxUnavailableError,
 unless `sandboxed` is False (`miniflow-course grade --no-sandbox`): then it runs
@@ -35,7 +47,12 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
+from . import recording
 from .sandbox import GIB, MIB, Limits, Sandbox, kill_group, unwrapped_returncode
+
+RECORDS_FOLDER = "records"  # in the scratch folder: where the recorder writes what test cells record
+RECORDER_FOLDER = "recorder"  # in the scratch folder: the recorder's module, read-only in the sandbox
+RECORDER_MODULE = "miniflow_recording"
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -51,8 +68,15 @@ class SandboxedKernelManager(AsyncKernelManager):
     processes = Integer(
         64, help="Processes and threads a kernel may have at once (with control groups)"
     ).tag(config=True)
-    disk_bytes = Integer(256 * MIB, help="What a kernel may keep in its scratch folder").tag(config=True)
-    max_files = Integer(10_000, help="How many files and folders a kernel may make there").tag(config=True)
+    disk_bytes = Integer(
+        256 * MIB, help="What a kernel may keep in its scratch folder (a tmpfs of this size, sandboxed)"
+    ).tag(config=True)
+    records_bytes = Integer(
+        64 * MIB, help="Room for test cells' records (a tmpfs of its own: a full scratch folder leaves it)"
+    ).tag(config=True)
+    max_files = Integer(
+        10_000, help="How many files and folders a kernel may make where it may write"
+    ).tag(config=True)
     read_only_paths = List(
         Unicode(), help="Folders a kernel may read besides its notebook's folder (data sets)"
     ).tag(config=True)
@@ -67,6 +91,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     scratch = None
     sandbox = None
+    sandbox_info = None  # the read end of bwrap's --info-fd, until the kernel has started
     watchdog = None
     breach = None  # why the watchdog ended the kernel, if it did
 
@@ -84,6 +109,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             memory_bytes=self.memory_bytes,
             total_memory_bytes=self.total_memory_bytes,
             processes=self.processes,
+            scratch_bytes=self.disk_bytes if self.sandboxed else None,
+            scratch_parts=((RECORDS_FOLDER, self.records_bytes),),
         )
 
     async def _async_pre_start_kernel(self, **kw):
@@ -92,8 +119,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         # A short name: the kernel's IPC socket paths inside it must fit in 107 bytes.
         self.scratch = Path(tempfile.mkdtemp(prefix="mk"))
         self.transport = "ipc"
-        self.ip = str(self.scratch / "ipc")
+        self.ip = str(self.scratch / "ipc")  # as the kernel sees it, in the connection file
         self.connection_file = str(self.scratch / "kernel.json")
+        # Put here before the sandbox starts: this process never writes through the sandbox's root,
+        # where a link the kernel made could lead it anywhere on the host.
+        (self.scratch / RECORDER_FOLDER).mkdir()
+        shutil.copy(recording.__file__, self.scratch / RECORDER_FOLDER / f"{RECORDER_MODULE}.py")
         cwd = kw.get("cwd") or os.getcwd()
         bwrap = "bwrap" if self.sandboxed else None
         try:
@@ -117,7 +148,28 @@ class SandboxedKernelManager(AsyncKernelManager):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        return self.sandbox.command(kernel_cmd, cwd), kw
+        info_write = None
+        if self.sandbox.isolated:
+            self.sandbox_info, info_write = os.pipe()
+            kw["pass_fds"] = (info_write,)
+        return self.sandbox.command(kernel_cmd, cwd, info_write), kw
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        info, self.sandbox_info = self.sandbox_info, None
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            if info is not None:
+                os.close(info)
+            raise
+        finally:
+            for write_end in kw.get("pass_fds", ()):
+                os.close(write_end)  # bwrap has its copy, and closes it once it has written
+        if info is not None:
+            self.sandbox.started(info)
+            # The kernel's sockets are in its tmpfs: reached by a short link (socket paths fit in 107 bytes).
+            (self.scratch / "sandbox").symlink_to(self.sandbox.inside(self.scratch))
+            self.ip = str(self.scratch / "sandbox" / "ipc")
 
     async def _async_post_start_kernel(self, **kw):
         await super()._async_post_start_kernel(**kw)
@@ -153,6 +205,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         if getattr(self.provisioner, "pgid", None):
             kill_group(self.provisioner.pgid)
 
+    def reach(self, path):
+        """Where this process reaches `path` of the running kernel's file system (its tmpfs, sandboxed)."""
+        return self.sandbox.inside(path)
+
     @property
     def folder_copy(self):
         """Where the notebook's folder is copied for the kernel to see (beside its scratch folder)."""
@@ -172,7 +228,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 class Watchdog(threading.Thread):
-    """Ends a kernel whose scratch folder or CPU time grows over its manager's limits."""
+    """Ends a kernel whose writable places or CPU time grow over its manager's limits."""
 
     def __init__(self, manager):
         super().__init__(daemon=True, name="kernel watchdog")
@@ -182,14 +238,15 @@ class Watchdog(threading.Thread):
         self.stopped.set()
 
     def run(self):
-        manager = self.manager
+        manager, sandbox = self.manager, self.manager.sandbox
+        watched = [manager.reach(path) for path in sandbox.writable()]
         while not self.stopped.wait(0.5):
-            used, files = disk_usage(manager.scratch, manager.max_files)
-            cpu = manager.sandbox.cpu_seconds()
-            if used > manager.disk_bytes:
+            used, files = disk_usage(watched, manager.max_files)
+            cpu = sandbox.cpu_seconds()
+            if not sandbox.isolated and used > manager.disk_bytes:  # else a tmpfs holds the size itself
                 why = f"it wrote more than {manager.disk_bytes // MIB} MiB to its scratch folder"
             elif files > manager.max_files:
-                why = f"it made more than {manager.max_files} files in its scratch folder"
+                why = f"it made more than {manager.max_files} files in the folders it may write to"
             elif cpu is not None and cpu > manager.cpu_seconds:
                 why = f"its processes used more than {manager.cpu_seconds} s of CPU time together"
             else:
@@ -198,14 +255,14 @@ class Watchdog(threading.Thread):
             return
 
 
-def disk_usage(folder, max_files):
-    """(bytes on disk, files and folders) below `folder`, counting at most max_files + 1 entries."""
+def disk_usage(folders, max_files):
+    """(bytes on disk, files and folders) below `folders`, counting at most max_files + 1 entries."""
     used = files = 0
-    pending = [folder]
+    pending = list(folders)
     while pending and files <= max_files:
         try:
             entries = list(os.scandir(pending.pop()))
-        except OSError:  # removed meanwhile, or unreadable: the kernel's own business
+        except OSError:  # removed meanwhile (the sandbox ended), or unreadable: the kernel's own business
             continue
         for entry in entries:
             files += 1

@@ -28,7 +28,6 @@ import html
 import json
 import os
 import re
-import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocess
 from traitlets import Bool, Enum, Integer, Unicode
 
 from . import recording
-from .kernels import SandboxedKernelManager
+from .kernels import RECORDER_FOLDER, RECORDER_MODULE, RECORDS_FOLDER, SandboxedKernelManager
 from .sandbox import KIB, MIB, SandboxRun, describe_exit
 from .testcells import BadRecordError, ReferenceRecords, TestCell, read_events, read_record_file, shorten
 
@@ -322,26 +321,24 @@ class SandboxedExecute(Execute):
         note(self.nb, f"Cells from {start + 1} on did not run: {why}.")
 
     def install_recorder(self):
-        """Make the kernel able to record test cells: recording.py, copied to its scratch folder."""
-        folder = self.km.scratch / "recorder"
-        folder.mkdir(exist_ok=True)
-        shutil.copy(Path(recording.__file__), folder / "miniflow_recording.py")
+        """Make the kernel able to record test cells with recording.py, put in its scratch folder."""
+        folder = self.km.scratch / RECORDER_FOLDER
         code = (
             f"__import__('sys').path.insert(0, {str(folder)!r}); "
-            f"__import__('miniflow_recording').install(get_ipython(), {str(self.records_folder)!r})"
+            f"__import__({RECORDER_MODULE!r}).install(get_ipython(), {str(self.records_folder)!r})"
         )
         self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
 
     @property
     def records_folder(self):
-        return self.km.scratch / "records"
+        return self.km.scratch / RECORDS_FOLDER
 
     def preprocess_cell(self, cell, resources, index):
         self.kept_bytes, self.truncated = 0, False
         if not is_test(cell):
             return super().preprocess_cell(cell, resources, index)
         name = grade_id(cell)
-        path = self.records_folder / f"{name}.jsonl"
+        path = self.km.reach(self.records_folder / f"{name}.jsonl")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         rules = sorted(TestCell.parse(name, cell.source).rules)

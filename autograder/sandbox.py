@@ -4,8 +4,15 @@ The sandbox is bubblewrap (`bwrap`): new namespaces (no network, no view of
 other processes) and a file system holding only the system's programs and
 libraries, the Python install and environment that run this grader, the
 submission (read-only) and one scratch folder (the only place it may write,
-besides a small private /tmp). The course repository, and with it solutions/,
-assignments/, the gradebook and the other students' folders, is not in it.
+besides a small private /tmp). With `Limits.scratch_bytes`, the scratch folder
+is a private tmpfs of that size, at the scratch folder's path: a write past it
+fails with ENOSPC (no more "disk" than that, however fast it writes), the files
+the host's scratch folder holds when the command starts appear in it
+read-only, and the host reaches it at `sandbox.inside(path)` while the sandbox
+runs; `Limits.scratch_parts` are folders in it with sizes of their own. Without
+it, the host's scratch folder itself is bound, writable. The course repository,
+and with it solutions/, assignments/, the gradebook and the other students'
+folders, is not in it.
 Resource limits (CPU time, address space, file size) are set on each process
 before it starts, and a wall-clock limit kills its whole process group.
 Where the machine lets the grader make control groups (cgroup v1 as root, or a
@@ -26,14 +33,17 @@ limits only, and every result says `isolated=False`.
 Paths are the same inside and outside, so file names in argv (a kernel's
 connection file in the scratch folder, say) need no translation. To start a
 long-lived process such as a notebook kernel in the sandbox, pass
-`sandbox.command(argv, cwd)` to Popen with `env=sandbox.environment()` and
-`preexec_fn=sandbox.set_limits`. For a Jupyter kernel (tried with
-jupyter_client's KernelManager and ipykernel): the kernel has no network, so
-use `transport="ipc"` with the connection file and sockets in the scratch
-folder; start it with `independent=True`, because inside, its parent is the
-sandbox's pid 1, which ipykernel takes for a dead parent (--die-with-parent
-does that job instead); and interrupt it with `interrupt_mode = "message"`, as
-a SIGINT to its process group ends bwrap and with it the kernel.
+`sandbox.command(argv, cwd, info_fd)` to Popen with `env=sandbox.environment()`,
+`preexec_fn=sandbox.set_limits` and `pass_fds=(info_fd,)`, then
+`sandbox.started(info_read)` with the pipe's other end. For a Jupyter kernel
+(tried with jupyter_client's KernelManager and ipykernel): the kernel has no
+network, so use `transport="ipc"` with the connection file and sockets in the
+scratch folder (with a private scratch folder, the grader connects to the
+sockets at `sandbox.inside(...)`); start it with `independent=True`, because
+inside, its parent is the sandbox's pid 1, which ipykernel takes for a dead
+parent (--die-with-parent does that job instead); and interrupt it with
+`interrupt_mode = "message"`, as a SIGINT to its process group ends bwrap and
+with it the kernel.
 """
 
 import contextlib
@@ -60,6 +70,7 @@ ETC_FILES = (
     "/etc/fonts",  # matplotlib's fonts, or Fontconfig complains on stderr in every notebook
 )
 SHM_BYTES = 16 * MIB  # a small /dev/shm: multiprocessing's locks (joblib's, say) need one, or warn
+PRIVATE_TMPFS = ("/tmp", "/dev/shm")  # writable in the sandbox, besides its scratch folder
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
@@ -72,6 +83,10 @@ class Limits:
     memory_bytes: int = 2 * GIB  # address space of each process
     file_bytes: int = 64 * MIB  # largest file it may write, its captured output included
     tmp_bytes: int = 64 * MIB  # size of its private /tmp
+    # Size of a private scratch folder (a tmpfs, in memory), or None to bind the host's writable.
+    scratch_bytes: int | None = None
+    # (name, size) of its folders that are tmpfs of their own: a full scratch folder leaves them room.
+    scratch_parts: tuple[tuple[str, int], ...] = ()
     processes: int = 64  # processes and threads at once, all together (control groups only)
     total_memory_bytes: int = 3 * GIB  # memory of all its processes together (control groups only)
     output_bytes: int = 16 * KIB  # how much of its stdout and stderr is kept
@@ -207,6 +222,7 @@ class Sandbox:
             refuse_course_root(path)
         self.bwrap = None if bwrap is None else require_bubblewrap(bwrap)
         self.group = None
+        self.first_pid = None  # of the running sandbox, as the host sees it (its root is the sandbox's)
 
     def open(self):
         """Make the control group the processes started from now on share (where there can be one)."""
@@ -240,9 +256,37 @@ class Sandbox:
         for path in self.read_only:
             options += ["--ro-bind", str(path), str(path)]
         options += ["--ro-bind", str(self.submission), str(self.shown_at)]
-        options += ["--bind", str(self.scratch), str(self.scratch)]
+        if self.limits.scratch_bytes is None:
+            options += ["--bind", str(self.scratch), str(self.scratch)]
+        else:
+            options += ["--size", str(self.limits.scratch_bytes), "--tmpfs", str(self.scratch)]
+            for entry in sorted(self.scratch.iterdir()):
+                options += ["--ro-bind", str(entry), str(entry)]
+            for name, size in self.limits.scratch_parts:
+                options += ["--size", str(size), "--tmpfs", str(self.scratch / name)]
         options += [*FINAL_OPTIONS, "--chdir", str(cwd or self.scratch), "--"]
         return options + list(argv)
+
+    def writable(self):
+        """The folders its commands may write to, as they see them."""
+        return [self.scratch, *(PRIVATE_TMPFS if self.isolated else ())]
+
+    def started(self, info_fd):
+        """Learn, from bwrap's `--info-fd` (read end; closed here), which process runs the sandbox."""
+        with os.fdopen(info_fd, "rb") as info:
+            self.first_pid = first_pid(info.read())
+
+    def inside(self, path):
+        """Where the host reaches `path` of the running sandbox (`path` itself when not isolated).
+
+        Through the sandbox's first process's root (/proc/PID/root), readable by
+        the user who started it; it vanishes when the sandbox ends.
+        """
+        if not self.isolated:
+            return Path(path)
+        if self.first_pid is None:
+            raise RuntimeError("the sandbox has not started (Sandbox.started)")
+        return Path(f"/proc/{self.first_pid}/root") / Path(path).relative_to("/")
 
     def environment(self):
         """The whole environment of a sandboxed command: nothing is inherited from the grader's."""
@@ -327,15 +371,25 @@ def kill_sandbox(info_fd, bwrap_process):
         return
     os.set_blocking(info_fd, False)
     try:
-        info, _ = json.JSONDecoder().raw_decode(os.read(info_fd, 4096).decode())
-        pid = int(info["child-pid"])
+        pid = first_pid(os.read(info_fd, 4096))
         with open(f"/proc/{pid}/status") as status:
             parent = next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, StopIteration):
         return
     if parent == bwrap_process.pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def first_pid(info):
+    """The host pid of the sandbox's first process, from what bwrap wrote on `--info-fd`.
+
+    ValueError when bwrap wrote none (it failed before starting the sandbox).
+    """
+    try:
+        return int(json.loads(info)["child-pid"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"bwrap did not say which process runs the sandbox: {info[:200]!r}") from error
 
 
 def kill_group(process_group):

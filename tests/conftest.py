@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autograder import release
-from autograder.grade import Course
+from autograder.grade import Course, Settings, grade_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "miniflow"
@@ -55,3 +55,22 @@ def course(tmp_path_factory):
     release.copy_sources(ROOT, root)
     release.build_release(root)
     return Course(root)
+
+
+# The samples run is shared by the whole session: test_grade.py checks it, test_attacks.py compares the
+# honest students of a batch with attackers in it against it.
+@pytest.fixture(scope="session")
+def samples_course(tmp_path_factory):
+    """A scratch copy of the course for the samples run, its release built and recorded."""
+    root = tmp_path_factory.mktemp("samples-course")
+    release.copy_sources(ROOT, root)
+    release.build_release(root)
+    return Course(root)
+
+
+@pytest.fixture(scope="session")
+def graded_samples(samples_course, tmp_path_factory):
+    """The bundled samples (grade.DEMO_SAMPLES, honest students only), graded in one batch: (OUT, rows)."""
+    out = tmp_path_factory.mktemp("samples-out")
+    rows = grade_samples(out, samples_course, Settings(workers=2, data=str(MNIST)))
+    return out, {row.student_id: row for row in rows}

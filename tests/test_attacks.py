@@ -1,24 +1,46 @@
 """Per-student limits, end to end: attacks on the grading machine cost the attacker only.
 
-One student's notebook gets cells that attack the machine between honest
-answers: a fork bomb, a disk filler, and a hook that prints every cell's
-source (hidden tests included) after it runs. The run must grade every honest
-answer, stop each attack with a reason in the student's row, show no hidden
-line in the feedback, and leave no process, scratch folder or control group.
-Another student's second notebook looks for the first one, graded with its
-hidden tests back in, in the folder its kernel runs in.
+One batch holds honest students (the reference, the untouched starter, a typical
+mistake) beside attackers: one student's notebook gets cells that attack the
+machine between honest answers (a fork bomb, a disk filler, and a hook that
+prints every cell's source, hidden tests included, after it runs); another's
+second notebook looks for the first one, graded with its hidden tests back in,
+in the folder its kernel runs in; and the attacking samples and fixtures forge
+the grader's replies, look for the solutions on disk, exhaust memory and end
+their kernel. The honest students' rows must equal those of the session's
+samples run (conftest's graded_samples, honest students alone); each attacker
+gets exactly its expected score and no point over its honest baseline (the
+reference or the starter it starts from), each attack is stopped (the disk
+filler by its full scratch folder, in its own cell; a kernel ended with a
+reason in the student's row), no feedback page shows a hidden line, and the run
+leaves no process, scratch folder or control group.
 """
 
+import contextlib
+import csv
 import html
 import os
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
-from test_nothing_left_behind import NOTEBOOK, control_groups_left, grade_and_look, requires_bubblewrap
+from conftest import MNIST
+from test_grade import assert_no_hidden_tests
+from test_nothing_left_behind import (
+    NOTEBOOK,
+    control_groups_left,
+    private_scratch_root,
+    processes_of_the_run,
+    requires_bubblewrap,
+    write_submission,
+)
 
+from autograder import fixtures
 from autograder.grade import Settings, grade
-from autograder.sandbox import control_group_problem
+from autograder.samples import manifest
+from autograder.sandbox import MIB, control_group_problem
+from autograder.submissions import materialise_sample
 
 FORK_BOMB = """\
 import os, time
@@ -35,11 +57,25 @@ for number in range(1000):
     with open(os.path.join(os.path.expanduser('~'), f'filler-{number}'), 'wb') as filler:
         filler.write(b'x' * 2**24)
 """
+# What the filler's folder (its HOME, the kernel's scratch folder: a tmpfs of 256 MiB) holds, and its size.
+DISK_USED = """\
+import os
+disk = os.statvfs(os.path.expanduser('~'))
+print('kept', (disk.f_blocks - disk.f_bfree) * disk.f_frsize, 'of', disk.f_blocks * disk.f_frsize)
+"""
 # A hidden test's source reaches the kernel as it runs; printed later, it must not reach the feedback.
 SOURCE_PRINTER = """\
 get_ipython().events.register('post_run_cell', lambda result: print(result.info.raw_cell))
 """
-ATTACKS = [FORK_BOMB, DISK_FILLER, SOURCE_PRINTER]
+ATTACKS = [FORK_BOMB, DISK_FILLER, DISK_USED, SOURCE_PRINTER]
+
+# nbgrader writes 01-chain-rule.ipynb, graded, hidden tests restored, before it runs 02-...
+LOOKER = """\
+import glob
+seen = {path: open(path).read() for path in glob.glob('*.ipynb') + glob.glob('../*/*.ipynb')}
+print('notebooks seen:', sorted(seen))
+print('hidden tests seen:', any('BEGIN HIDDEN' in text for text in seen.values()))
+"""
 
 requires_control_groups = pytest.mark.skipif(
     control_group_problem() is not None and not os.environ.get("CI"),
@@ -47,17 +83,71 @@ requires_control_groups = pytest.mark.skipif(
 )
 
 
+# Notebooks as the honest samples answer them, with cells added (test_nothing_left_behind.write_submission).
+WRITTEN = {
+    "attacker": {"cells": ATTACKS},
+    "looker": {
+        "cells": [LOOKER],
+        "notebook": "02-linear-and-sigmoid",
+        "keep": (NOTEBOOK, "02-linear-and-sigmoid"),
+    },
+}
+HONEST = ("reference", "starter", "ce_summed")
+ATTACKING_SAMPLES = ("forger", "reads_solutions")  # graded nowhere else
+# Attacks that test_grade.py also grades beside robustness fixtures, here beside honest students.
+ATTACKING_FIXTURES = ("memory_bomb_in_package", "os_exit_in_package")
+
+
+def baseline(student):
+    """The honest sample an attacker starts from, and the notebooks it hands in."""
+    if student in WRITTEN:
+        return "reference", WRITTEN[student].get("keep", (NOTEBOOK,))
+    if student in ATTACKING_FIXTURES:
+        recipe = fixtures.RECIPES[student]
+        return manifest(recipe["sample"])["base"], tuple(recipe["notebooks"])
+    return manifest(student)["base"], None  # every notebook
+
+
 @pytest.fixture(scope="module")
 def attacked(course, tmp_path_factory):
-    """Grade one student whose notebook carries ATTACKS; (rows, out, processes left, folders left)."""
-    settings = Settings(workers=1, cell_timeout=60)
-    return grade_and_look(
-        course,
-        tmp_path_factory.mktemp("attacked"),
-        "attacker",
-        lambda submissions, out: grade(submissions, out, course, settings),
-        cells=ATTACKS,
-    )
+    """HONEST and every attacker graded in one batch: (rows by student, OUT, processes and folders left)."""
+    folder = tmp_path_factory.mktemp("attacked")
+    submissions, out = folder / "submissions", folder / "out"
+    release_folder = course.folder(course.coursedir.release_directory, ".")
+    source_folder = course.folder(course.coursedir.source_directory, ".")
+    for name in HONEST + ATTACKING_SAMPLES:
+        materialise_sample(name, submissions / name, release_folder, source_folder)
+    for name in ATTACKING_FIXTURES:
+        fixtures.materialise(name, submissions / name, release_folder, source_folder)
+    for name, written in WRITTEN.items():
+        write_submission(course, submissions / name, **written)
+    with private_scratch_root(folder / "tmp") as scratch_root:
+        before = processes_of_the_run(scratch_root)
+        # As the samples run is graded, so that the honest students' rows can be compared.
+        rows = grade(submissions, out, course, Settings(workers=2, data=str(MNIST)))
+        left = processes_of_the_run(scratch_root) - before
+        for pid, _, _ in left:  # the test must not leave them either
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        folders_left = sorted(path.name for path in scratch_root.iterdir())
+    return {row.student_id: row for row in rows}, out, left, folders_left
+
+
+def rows_of(out, students):
+    """The lines of OUT's grades.csv and tests.csv for `students`, as dicts."""
+    found = {}
+    for table in ("grades.csv", "tests.csv"):
+        with open(out / table, newline="") as file:
+            found[table] = [row for row in csv.DictReader(file) if row["student_id"] in students]
+    return found
+
+
+def scores_of(out):
+    with open(out / "tests.csv", newline="") as file:
+        return {
+            (row["student_id"], row["notebook"], row["test"]): float(row["score"])
+            for row in csv.DictReader(file)
+        }
 
 
 def hidden_lines(course):
@@ -76,11 +166,48 @@ def graded_cells(course):
 @pytest.mark.slow
 @requires_bubblewrap
 @requires_control_groups
-def test_attacks_cost_no_honest_point(course, attacked):
-    rows, _, _, _ = attacked
-    [row] = rows
-    assert row.status == "graded"
-    assert row.score == course.notebook_max(NOTEBOOK), row.reason
+def test_honest_students_beside_attackers_get_the_rows_of_a_clean_run(attacked, graded_samples):
+    _, out, _, _ = attacked
+    clean_out, _ = graded_samples
+    assert rows_of(out, HONEST) == rows_of(clean_out, HONEST)
+    assert len(rows_of(out, HONEST)["grades.csv"]) == len(HONEST)
+
+
+@pytest.mark.slow
+@requires_bubblewrap
+@requires_control_groups
+def test_each_attacker_gets_its_expected_score_and_no_point_over_its_honest_baseline(
+    course, attacked, graded_samples
+):
+    rows, out, _, _ = attacked
+    clean = scores_of(graded_samples[0])
+    graded = scores_of(out)
+    attackers = [*WRITTEN, *ATTACKING_SAMPLES, *ATTACKING_FIXTURES]
+    assert set(rows) == set(HONEST) | set(attackers)
+    for student in attackers:
+        base, notebooks = baseline(student)
+        handed_in = notebooks or course.tests
+        honest = {
+            (notebook, test): clean[(base, notebook, test)] if notebook in handed_in else 0
+            for notebook, tests in course.tests.items()
+            for test, _ in tests
+        }
+        expected = fixtures.expected_scores(student, course.tests) if student in fixtures.RECIPES else honest
+        got = {key: graded[(student, *key)] for key in honest}
+        assert {key: score for key, score in got.items() if score > honest[key]} == {}, student
+        assert got == expected, student
+        assert rows[student].status == "graded", (student, rows[student].reason)
+        assert rows[student].score == pytest.approx(sum(expected.values())), student
+        if student in fixtures.RECIPES:
+            assert fixtures.RECIPES[student]["reason"] in rows[student].reason
+
+
+@pytest.mark.slow
+@requires_bubblewrap
+@requires_control_groups
+def test_no_feedback_page_of_the_batch_shows_a_hidden_line(attacked):
+    _, out, _, _ = attacked
+    assert_no_hidden_tests(out / "feedback")
 
 
 @pytest.mark.slow
@@ -94,11 +221,17 @@ def test_a_fork_bomb_gets_no_more_processes_and_says_so(course, attacked):
 @pytest.mark.slow
 @requires_bubblewrap
 @requires_control_groups
-def test_a_disk_filler_is_stopped_and_the_row_says_why(course, attacked):
+def test_a_disk_filler_gets_no_space_at_the_cap_and_keeps_its_kernel(course, attacked):
     rows, _, _, _ = attacked
-    disk_filler = graded_cells(course)[1]
-    assert [output.get("ename") for output in disk_filler.outputs] == ["DeadKernelError"]
-    assert "wrote more than 256 MiB to its scratch folder" in rows[0].reason
+    disk_filler, disk_used = graded_cells(course)[1:3]
+    assert [(output.get("ename"), output.get("evalue")) for output in disk_filler.outputs] == [
+        ("OSError", "[Errno 28] No space left on device")
+    ]
+    [printed] = [output.text for output in disk_used.outputs]  # the same kernel: it kept its files
+    _, kept, _, size = printed.split()
+    assert int(size) == 256 * MIB
+    assert 240 * MIB <= int(kept) <= 256 * MIB  # stopped at the cap, not before and not after
+    assert "scratch folder" not in rows["attacker"].reason
 
 
 @pytest.mark.slow
@@ -124,29 +257,10 @@ def test_attacks_leave_no_process_scratch_folder_or_control_group(attacked):
     assert control_groups_left() == []
 
 
-# nbgrader writes 01-chain-rule.ipynb, graded, hidden tests restored, before it runs 02-...
-LOOKER = """\
-import glob
-seen = {path: open(path).read() for path in glob.glob('*.ipynb') + glob.glob('../*/*.ipynb')}
-print('notebooks seen:', sorted(seen))
-print('hidden tests seen:', any('BEGIN HIDDEN' in text for text in seen.values()))
-"""
-
-
 @pytest.mark.slow
 @requires_bubblewrap
-def test_a_kernel_sees_no_notebook_graded_before_its_own(course, tmp_path):
-    settings = Settings(workers=1, cell_timeout=60)
-    rows, _, _, _ = grade_and_look(
-        course,
-        tmp_path,
-        "looker",
-        lambda submissions, out: grade(submissions, out, course, settings),
-        cells=[LOOKER],
-        notebook="02-linear-and-sigmoid",
-        keep=(NOTEBOOK, "02-linear-and-sigmoid"),
-    )
-    assert rows[0].score == course.notebook_max(NOTEBOOK) + course.notebook_max("02-linear-and-sigmoid")
+@requires_control_groups
+def test_a_kernel_sees_no_notebook_graded_before_its_own(course, attacked):
     folder = course.folder(course.coursedir.autograded_directory, "looker")
     graded = nbformat.read(Path(folder) / "02-linear-and-sigmoid.ipynb", as_version=4)
     printed = "".join(output.get("text", "") for output in graded.cells[3].outputs)

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import MNIST, ROOT
+from conftest import ROOT
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.utils import determine_grade
 
 from autograder import cli, fixtures, release
-from autograder.grade import Course, Settings, Worker, grade, grade_samples
+from autograder.grade import Settings, Worker, grade
 from autograder.preprocessors import HideHiddenTests, RecordedTests, StderrIsNotFailure
 from autograder.sandbox import bubblewrap_problem
 from autograder.submissions import copy_into_course, find_submissions
@@ -46,12 +46,9 @@ REGION = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOT
 
 
 @pytest.fixture(scope="session")
-def course(tmp_path_factory):
-    """A scratch copy of the course, its release built and recorded in its own gradebook."""
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    return Course(root)
+def course(samples_course):
+    """The samples run's scratch course (conftest), its release built and recorded in its own gradebook."""
+    return samples_course
 
 
 def folders(course):
@@ -259,13 +256,6 @@ def test_grade_takes_either_a_folder_or_the_samples(tmp_path, capsys):
 
 
 # Grading for real
-
-
-@pytest.fixture(scope="session")
-def graded_samples(course, tmp_path_factory):
-    out = tmp_path_factory.mktemp("samples-out")
-    rows = grade_samples(out, course, Settings(workers=2, data=str(MNIST)))
-    return out, {row.student_id: row for row in rows}
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ output, and checks the same access from the grader, outside, where it works.
 """
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -193,6 +194,36 @@ def test_writing_a_huge_file_is_stopped(folders):
     assert (scratch / "big").stat().st_size <= MIB
 
 
+@requires_bubblewrap
+def test_a_private_scratch_folder_stops_a_writer_at_its_size_and_leaves_the_hosts_alone(folders):
+    alice, _, scratch = folders
+    (scratch / "given.txt").write_text("from the grader")
+    code = f"""
+    import os
+    scratch = {str(scratch)!r}
+    print(open(os.path.join(scratch, "given.txt")).read())
+    try:
+        open(os.path.join(scratch, "given.txt"), "w")
+    except OSError as error:
+        print("given:", error.strerror)
+    written = 0
+    try:
+        with open(os.path.join(scratch, "big"), "wb") as big:
+            for _ in range(64):
+                big.write(b"x" * 2**20)
+                big.flush()
+                written += 2**20
+    except OSError as error:
+        print("big:", error.strerror)
+    print("kept:", os.stat(os.path.join(scratch, "big")).st_blocks * 512)
+    """
+    run = run_python(Sandbox(alice, scratch, Limits(scratch_bytes=4 * MIB)), code)
+    lines = run.output.splitlines()
+    assert lines[:3] == ["from the grader", "given: Read-only file system", "big: No space left on device"]
+    assert 3 * MIB <= int(lines[3].removeprefix("kept: ")) <= 4 * MIB  # stopped at the size, not before
+    assert sorted(path.name for path in scratch.iterdir()) == ["given.txt"]  # the host's folder got nothing
+
+
 def test_a_sandbox_that_cannot_start_is_an_error(folders, tmp_path):
     alice, _, scratch = folders
     with pytest.raises(SandboxUnavailableError, match=r"bubblewrap \(bwrap\) is not installed"):
@@ -305,7 +336,8 @@ def test_a_sandbox_caps_its_processes_together_and_ends_them_all(folders):
     assert run.output.startswith("refused after") and 0 < forked < 16
     assert sandbox.group is None  # run() ended the detached sleepers and removed their group
     _, parents = own_groups()
-    assert not [path for parent in set(parents.values()) for path in parent.glob("miniflow-*")]
+    # This process's groups only: other grading runs on the machine have their own.
+    assert not [path for parent in set(parents.values()) for path in parent.glob(f"miniflow-{os.getpid()}-*")]
 
 
 @requires_bubblewrap

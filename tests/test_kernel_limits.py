@@ -1,0 +1,108 @@
+"""A sandboxed kernel's writable places: hard-capped tmpfs, and a watchdog on the number of files.
+
+Each test starts one SandboxedKernelManager kernel with small limits, runs a
+cell in it and looks at what the cell printed, what the grader reaches of the
+kernel's scratch folder, and why the kernel ended, if it did.
+"""
+
+import asyncio
+import shutil
+
+import pytest
+from test_nothing_left_behind import private_scratch_root
+
+from autograder.kernels import RECORDS_FOLDER, SandboxedKernelManager
+from autograder.sandbox import MIB, bubblewrap_problem
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bubblewrap_problem(shutil.which("bwrap")) is not None, reason="no working bubblewrap"),
+]
+
+FILL_HOME = """\
+import os
+home = os.path.expanduser('~')
+try:
+    with open(os.path.join(home, 'filler'), 'wb') as filler:
+        for _ in range(64):
+            filler.write(b'x' * 2**20)
+except OSError as error:
+    print('stopped:', error.strerror)
+print('kept:', os.stat(os.path.join(home, 'filler')).st_blocks * 512)
+with open(os.path.join(home, 'records', 'a_test.jsonl'), 'w') as record:
+    record.write('{"recorded": true}')
+"""
+# A kernel that would redirect what the grader puts in its scratch folder: the recorder is there,
+# read-only, before the kernel starts, so the grader never writes through the sandbox's root.
+REDIRECT_RECORDER = """\
+import os, shutil
+recorder = os.path.join(os.path.expanduser('~'), 'recorder')
+for attempt in (lambda: open(os.path.join(recorder, 'x.py'), 'w'), lambda: shutil.rmtree(recorder),
+                lambda: os.rename(recorder, recorder + '-moved')):
+    try:
+        attempt()
+        print('changed')
+    except OSError as error:
+        print('refused:', error.strerror)
+print(sorted(os.listdir(recorder)))
+"""
+MANY_FILES = """\
+for number in range(1000):
+    open(f'/tmp/empty-{number}', 'w').close()
+"""
+
+
+async def run_cell(manager, cwd, code, until_ended=False):
+    """Run `code` in a kernel of `manager` (then, if asked, wait for its end); (printed, records, breach)."""
+    await manager.start_kernel(cwd=str(cwd))
+    client = manager.client()
+    client.start_channels()
+    printed = []
+    try:
+        await client.wait_for_ready(timeout=60)
+
+        def keep(message):
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+
+        await client.execute_interactive(code, timeout=60, output_hook=keep)
+        for _ in range(100 if until_ended else 0):  # the watchdog looks twice a second
+            if not await manager.is_alive():
+                break
+            await asyncio.sleep(0.1)
+        records = manager.reach(manager.scratch / RECORDS_FOLDER)
+        kept = {path.name: path.read_text() for path in records.glob("*.jsonl")} if records.is_dir() else {}
+        return "".join(printed), kept, manager.breach
+    finally:
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+
+
+def test_a_writer_gets_no_space_at_the_cap_and_the_records_keep_theirs(tmp_path):
+    manager = SandboxedKernelManager(kernel_name="python3", disk_bytes=8 * MIB)
+    with private_scratch_root(tmp_path / "tmp") as scratch_root:
+        printed, records, breach = asyncio.run(run_cell(manager, tmp_path, FILL_HOME))
+        assert list(scratch_root.iterdir()) == []
+    lines = printed.splitlines()
+    assert lines[0] == "stopped: No space left on device"
+    assert 7 * MIB <= int(lines[1].removeprefix("kept: ")) <= 8 * MIB  # at the cap: not before, not past
+    assert records == {"a_test.jsonl": '{"recorded": true}'}  # the grader reads it, the folder full
+    assert breach is None
+
+
+def test_a_kernel_that_makes_too_many_files_is_ended_and_says_why(tmp_path):
+    manager = SandboxedKernelManager(kernel_name="python3", max_files=100)
+    with private_scratch_root(tmp_path / "tmp") as scratch_root:
+        _, _, breach = asyncio.run(run_cell(manager, tmp_path, MANY_FILES, until_ended=True))
+        assert list(scratch_root.iterdir()) == []
+    assert breach == "it made more than 100 files in the folders it may write to"
+
+
+def test_a_kernel_cannot_move_or_change_its_recorder(tmp_path):
+    manager = SandboxedKernelManager(kernel_name="python3")
+    with private_scratch_root(tmp_path / "tmp"):
+        printed, _, breach = asyncio.run(run_cell(manager, tmp_path, REDIRECT_RECORDER))
+    lines = printed.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["refused"] * 3, printed
+    assert lines[3] == "['miniflow_recording.py']"
+    assert breach is None
