@@ -18,8 +18,10 @@ CLUSTER is
   imported, made with the options, scaled to N workers and closed after the run.
 """
 
+import contextlib
 import importlib
 import os
+import uuid
 
 import dask
 from distributed import WorkerPlugin, get_worker
@@ -30,26 +32,32 @@ RETRIES = 2  # a task that raised (its worker's disk filled, say) runs again thi
 
 
 class GradingWorkers(WorkerPlugin):
-    """The Worker processes of one Dask worker: started as its tasks need them, closed with it.
+    """The Worker processes of one run on one Dask worker: started as its tasks need them.
 
-    Told to end in teardown, and not waited for: a Dask worker process runs no
-    atexit hook, and its nanny kills it after 4 s when it is slow to leave.
+    Each run registers its own (`name`), and unregisters it when it ends: a
+    scheduler may serve several runs at once (shards, two instructors), and a
+    plugin registered again under a name replaces, and so tears down, the one
+    before. Workers are told to end in teardown and not waited for: a Dask worker
+    process runs no atexit hook, and its nanny kills it after 4 s when it is slow
+    to leave.
     """
 
-    name = "miniflow-course-grading-workers"
+    def __init__(self):
+        self.name = f"miniflow-course-grading-workers-{uuid.uuid4().hex}"
 
     def setup(self, worker):
         self.pool = WorkerPool(0)
 
     def teardown(self, worker):
+        self.pool.stopping = True  # a task still grading starts no Worker in its place
         for grading_worker in self.pool.started:
             grading_worker.close(wait=False)  # its loop ends, killing a child still grading
 
 
-def grade_on_dask_worker(job):
-    """A Dask task: grade_student in this Dask worker's own Worker processes."""
+def grade_on_dask_worker(job, plugin):
+    """A Dask task: grade_student in the Worker processes of this run's plugin on this Dask worker."""
     root = os.environ.get("MINIFLOW_COURSE_ROOT", job["root"])
-    return grade_student(job | {"root": root}, get_worker().plugins[GradingWorkers.name].pool)
+    return grade_student(job | {"root": root}, get_worker().plugins[plugin].pool)
 
 
 class DaskRunner:
@@ -77,10 +85,22 @@ class DaskRunner:
         finally:
             if self.cluster is not None and not hasattr(self, "client"):
                 self.cluster.close()
-        self.client.register_plugin(GradingWorkers())  # registered again, it replaces its pool
+        self.plugin = GradingWorkers()
+        try:
+            self.client.register_plugin(self.plugin)
+        except Exception as error:  # a worker that cannot import the course, say
+            self.close()
+            raise GradingError(
+                f"the Dask workers of {self.cluster_name} cannot grade: {type(error).__name__}: {error}"
+            ) from None
         return self
 
     def __exit__(self, *exc_info):
+        with contextlib.suppress(Exception):  # a scheduler gone meanwhile has no plugin left to remove
+            self.client.unregister_worker_plugin(self.plugin.name)
+        self.close()
+
+    def close(self):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -94,6 +114,7 @@ class DaskRunner:
                 grade_with_gradebook,
                 job,
                 shared,
+                self.plugin.name,
                 retries=RETRIES,
                 pure=False,
             ): job
@@ -104,8 +125,8 @@ class DaskRunner:
             future.release()
 
 
-def grade_with_gradebook(job, gradebook):
-    return grade_on_dask_worker(job | {"gradebook": gradebook})
+def grade_with_gradebook(job, gradebook, plugin):
+    return grade_on_dask_worker(job | {"gradebook": gradebook}, plugin)
 
 
 def outcome(future):

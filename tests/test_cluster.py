@@ -129,6 +129,19 @@ def test_the_samples_graded_on_a_cluster_equal_a_local_run(course, local_run, da
     same_files(local_run, out)
     for student in SAMPLES:
         assert (out / "logs" / f"{student}.log").read_text().strip()  # nbgrader's log came back
+    # The run's grading Workers end with it, while the Dask workers, which may serve other runs, stay.
+    for _ in range(600):  # they are told to end, not waited for: look again for a while
+        running = [
+            process
+            for worker in dask_cluster.workers
+            for process in grading_processes(worker.pid)
+            if not is_zombie(process)
+        ]
+        if not running:
+            break
+        time.sleep(0.1)
+    assert running == []
+    assert all(worker.poll() is None for worker in dask_cluster.workers)
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ starter with nbgrader's commands in a terminal. What comes back through the exch
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from browser.jupyter_driver import JupyterServer
 from conftest import ROOT
 from nbgrader.api import Gradebook
+from nbgrader.utils import get_username
 
 from autograder import release
 from autograder.submissions import materialise_sample
@@ -31,8 +31,9 @@ pytestmark = pytest.mark.slow
 COURSE_ID = "miniflow-course"  # the course's nbgrader_config.py says so
 ASSIGNMENT = release.ASSIGNMENT
 FULL_MARKS = 61
-# The student in the JupyterLab: nbgrader's Submit takes the id from the server's Unix user.
-LAB_STUDENT = pwd.getpwuid(os.getuid()).pw_name
+# The student in the JupyterLab: nbgrader's Submit names the submission as get_username says (the
+# server's Unix user, or JUPYTERHUB_USER for jovyan).
+LAB_STUDENT = get_username()
 TERMINAL_STUDENT = "bob"
 
 

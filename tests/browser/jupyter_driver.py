@@ -36,7 +36,8 @@ class JupyterServer:
     """A JupyterLab server serving `root`; stop() ends it.
 
     `extra_args` are added to the command line, e.g. to turn a server
-    extension off; `env` adds to the environment; `python` is the
+    extension off; `env` is the environment to start from (default: this
+    process's), the driver's own settings added; `python` is the
     environment's interpreter. It starts in `root`, as a user starts it
     (nbgrader's assignment list fetches into the server's working folder).
     """
@@ -47,13 +48,12 @@ class JupyterServer:
         self.token = secrets.token_hex(16)
         state_dir = Path(state_dir)
         env = {
-            **os.environ,
+            **(os.environ if env is None else env),
             "JUPYTER_CONFIG_DIR": str(state_dir / "config"),
             "JUPYTER_RUNTIME_DIR": str(state_dir / "runtime"),
             "JUPYTERLAB_SETTINGS_DIR": str(state_dir / "settings"),
             "JUPYTERLAB_WORKSPACES_DIR": str(state_dir / "workspaces"),
             "PYTHONWARNINGS": "ignore",
-            **(env or {}),
         }
         # No news pop-up: it would cover the notebook.
         announcements = state_dir / "settings" / "@jupyterlab" / "apputils-extension"
@@ -82,7 +82,11 @@ class JupyterServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_until_up()
+        try:
+            self.wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def base(self):
@@ -91,7 +95,7 @@ class JupyterServer:
     def url(self, path):
         return f"{self.base}/{path}?token={self.token}"
 
-    def wait_until_up(self, timeout=60):
+    def wait_until_up(self, timeout=120):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

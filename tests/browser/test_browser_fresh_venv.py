@@ -29,7 +29,9 @@ COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 def student_environment(venv, scratch):
     """What a student's terminal has after `source venv/bin/activate`: that bin alone on PATH (no node)."""
     environment = {
-        name: value for name, value in os.environ.items() if name not in ("VIRTUAL_ENV", "PYTHONPATH")
+        name: value
+        for name, value in os.environ.items()
+        if name != "VIRTUAL_ENV" and not name.startswith(("PYTHON", "JUPYTER"))
     }
     environment["PATH"] = str(venv / "bin")
     # Nothing of the user's Jupyter set-up (~/.jupyter, ~/.local/share/jupyter).

@@ -93,7 +93,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openFile: async path => {
         await app.commands.execute('docmanager:open', { path });
       },
-      typeset: node => void typesetter?.typeset(node),
+      typeset: node => void Promise.resolve(typesetter?.typeset(node)).catch(console.warn),
       showReceipt,
       showError: (title, error) => void showErrorMessage(title, error as Error)
     };

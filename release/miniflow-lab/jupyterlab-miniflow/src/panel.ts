@@ -193,6 +193,7 @@ export class ExercisesPanel extends Widget {
   private render(): void {
     const node = this.node;
     node.textContent = '';
+    this.titlesShown.clear();
     const header = element('div', 'jp-miniflow-header');
     header.appendChild(element('h2', 'jp-miniflow-title', 'Exercises'));
     const checkButton = button('Check now', 'jp-miniflow-check', () =>
@@ -332,12 +333,25 @@ export class ExercisesPanel extends Widget {
     return row;
   }
 
-  /** A title taken from the notebook's markdown or a test's comment, its math typeset. */
+  /**
+   * A title taken from the notebook's markdown or a test's comment, its math typeset.
+   *
+   * Typeset once: each render moves the same node into the new row, so a check's
+   * start and end do not show the raw `$...$` again while MathJax works.
+   */
   private typesetTitle(className: string, text: string): HTMLElement {
-    const node = element('span', className, text);
-    if (text.includes('$')) {
-      this.host.typeset(node);
+    if (!text.includes('$')) {
+      return element('span', className, text);
     }
+    const key = `${className}\n${text}`;
+    let node = this.typesetTitles.get(key);
+    if (!node || this.titlesShown.has(key)) {
+      // A title shown twice in one render gets a node of its own.
+      node = element('span', className, text);
+      this.host.typeset(node);
+      this.typesetTitles.set(key, node);
+    }
+    this.titlesShown.add(key);
     return node;
   }
 
@@ -346,6 +360,8 @@ export class ExercisesPanel extends Widget {
   }
 
   private listing: IListing | null = null;
+  private typesetTitles = new Map<string, HTMLElement>();
+  private titlesShown = new Set<string>(); // by the render under way
   private problem = '';
   private checks = 0;
 }
