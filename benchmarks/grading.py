@@ -97,6 +97,8 @@ def main(argv=None):
         "--dask-only", action="store_true", help="only the local pool against Dask: no 1-worker or bare runs"
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     data = os.environ.get("MINIFLOW_DATA")  # MNIST as miniflow.data finds it; see README
 
     with tempfile.TemporaryDirectory(prefix="grading-benchmark-") as scratch:

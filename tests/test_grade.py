@@ -37,7 +37,7 @@ from autograder import cli, fixtures, release
 from autograder.grade import Settings, Worker, grade
 from autograder.preprocessors import HideHiddenTests, RecordedTests, StderrIsNotFailure
 from autograder.sandbox import bubblewrap_problem
-from autograder.submissions import copy_into_course, find_submissions
+from autograder.submissions import copy_into_course, find_submissions, materialise_sample
 from autograder.testcells import read_events
 
 ASSIGNMENT = ROOT / "assignments" / release.ASSIGNMENT
@@ -324,12 +324,22 @@ def test_nbgraders_export_and_formgrader_read_the_same_gradebook(course, graded_
         assert listed[name] == pytest.approx(row.score)
 
 
+# Honest students graded beside the fixtures, with the notebooks whose cells take seconds, not minutes.
+HONEST = ("reference", "starter")
+HONEST_NOTEBOOKS = ("01-chain-rule", "02-linear-and-sigmoid", "03-softmax-and-losses")
+
+
 @pytest.mark.slow
-def test_each_fixture_costs_only_its_points(course, tmp_path):
+def test_each_fixture_costs_only_its_points(course, graded_samples, tmp_path):
     submissions, out = tmp_path / "submissions", tmp_path / "out"
     release_folder, source_folder = folders(course)
     for name in fixtures.names():
         fixtures.materialise(name, submissions / name, release_folder, source_folder)
+    for name in HONEST:
+        folder = materialise_sample(name, submissions / name, release_folder, source_folder)
+        for path in folder.glob("*.ipynb"):
+            if path.stem not in HONEST_NOTEBOOKS:
+                path.unlink()
     (submissions / "no notebooks").mkdir()
     (submissions / "empty").mkdir()
 
@@ -356,8 +366,21 @@ def test_each_fixture_costs_only_its_points(course, tmp_path):
     assert "not a valid student id" in rows["no notebooks"].reason
     assert "None of the assignment's notebooks" in rows["empty"].reason
     assert not list(course.root.rglob("breach.txt"))
-    assert (out / "feedback" / "megabytes_of_output" / "01-chain-rule.html").stat().st_size < 1_000_000
+    for name in fixtures.names():
+        for page in (out / "feedback" / name).glob("*.html"):
+            assert page.stat().st_size < 1_000_000, page
+    page = (out / "feedback" / "html_and_script_in_outputs" / "01-chain-rule.html").read_text()
+    assert "steal(1)" in page  # shown as text, if at all: no script, no handler in a tag
+    assert not re.search(r"<script>steal|<[^<>]*\son(error|load)=", page)
+    page = (out / "feedback" / "hidden_markers_in_own_cells" / "01-chain-rule.html").read_text()
+    assert "BEGIN HIDDEN TESTS" in page  # the student's own cell and what it printed, shown as they are
     assert_no_hidden_tests(out / "feedback")
+    # The honest students' rows are those of the clean samples run, notebook by notebook.
+    clean = read_csv(graded_samples[0] / "tests.csv")
+    honest = {(student, notebook) for student in HONEST for notebook in HONEST_NOTEBOOKS}
+    assert [row for row in read_csv(out / "tests.csv") if (row["student_id"], row["notebook"]) in honest] == [
+        row for row in clean if (row["student_id"], row["notebook"]) in honest
+    ]
 
 
 @pytest.mark.slow
