@@ -37,6 +37,7 @@ with the resource limits only. Either way, when its manager cleans up, nothing
 the kernel started survives it and its scratch folder is removed.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -256,9 +257,18 @@ class Watchdog(threading.Thread):
 
 
 def disk_usage(folders, max_files):
-    """(bytes on disk, files and folders) below `folders`, counting at most max_files + 1 entries."""
+    """(bytes on disk, files and folders) below `folders`, counting at most max_files + 1 entries.
+
+    Like `du -x`, it stays on the file systems of `folders`: a folder bound read-only
+    into a sandbox's /tmp (a Python environment that lives under /tmp, say) is the
+    grader's, not the kernel's.
+    """
     used = files = 0
     pending = list(folders)
+    devices = set()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            devices.add(os.stat(folder).st_dev)
     while pending and files <= max_files:
         try:
             entries = list(os.scandir(pending.pop()))
@@ -271,7 +281,7 @@ def disk_usage(folders, max_files):
             except OSError:
                 continue
             used += stat.st_blocks * 512  # a sparse file costs what it holds, not its length
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False) and stat.st_dev in devices:
                 pending.append(entry.path)
     return used, files
 

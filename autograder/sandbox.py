@@ -268,8 +268,11 @@ class Sandbox:
         return options + list(argv)
 
     def writable(self):
-        """The folders its commands may write to, as they see them."""
-        return [self.scratch, *(PRIVATE_TMPFS if self.isolated else ())]
+        """The folders its commands may write to, as they see them (isolated: each a tmpfs of its own)."""
+        if not self.isolated:
+            return [self.scratch]
+        parts = self.limits.scratch_parts if self.limits.scratch_bytes is not None else ()
+        return [self.scratch, *(self.scratch / name for name, _ in parts), *PRIVATE_TMPFS]
 
     def started(self, info_fd):
         """Learn, from bwrap's `--info-fd` (read end; closed here), which process runs the sandbox."""

@@ -46,26 +46,25 @@ def starter():
     return load_package(STARTER, "miniflow_starter_package")
 
 
+def scratch_course(root):
+    """A scratch copy of the course in `root`, its release built and recorded in its own gradebook."""
+    release.copy_sources(ROOT, root)
+    release.build_release(root)
+    return Course(root)
+
+
 # A module's own scratch course: modules that grade submissions share this fixture (test_grade.py and
 # test_testcells.py keep courses of their own).
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """A scratch copy of the course, its release built and recorded in its own gradebook."""
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    return Course(root)
+    return scratch_course(tmp_path_factory.mktemp("course"))
 
 
 # The samples run is shared by the whole session: test_grade.py checks it, test_attacks.py compares the
 # honest students of a batch with attackers in it against it.
 @pytest.fixture(scope="session")
 def samples_course(tmp_path_factory):
-    """A scratch copy of the course for the samples run, its release built and recorded."""
-    root = tmp_path_factory.mktemp("samples-course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    return Course(root)
+    return scratch_course(tmp_path_factory.mktemp("samples-course"))
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,18 @@ def test_a_kernel_cannot_move_or_change_its_recorder(tmp_path):
     assert [line.split(":")[0] for line in lines[:3]] == ["refused"] * 3, printed
     assert lines[3] == "['miniflow_recording.py']"
     assert breach is None
+
+
+def test_folders_bound_under_the_sandboxs_tmp_are_not_the_kernels_files(tmp_path):
+    # tmp_path lives under /tmp, as a course and its Python environment may: bound read-only into the
+    # sandbox's /tmp, their files are the grader's and count against no limit of the kernel's.
+    data = tmp_path / "data"
+    data.mkdir()
+    for number in range(300):
+        (data / f"file-{number}").write_text("x")
+    manager = SandboxedKernelManager(kernel_name="python3", max_files=100, read_only_paths=[str(data)])
+    with private_scratch_root(tmp_path / "tmp"):
+        code = f"import os, time\ntime.sleep(2)\nprint(len(os.listdir({str(data)!r})))"
+        printed, _, breach = asyncio.run(run_cell(manager, tmp_path, code))
+    assert printed.strip() == "300"
+    assert breach is None
