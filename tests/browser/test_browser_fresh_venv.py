@@ -41,9 +41,13 @@ def student_environment(venv, scratch):
     return environment
 
 
-def run(command, folder, environment):
-    result = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout}\n{result.stderr}"
+def run(command, folder, environment, timeout=300, needs=""):
+    result = subprocess.run(
+        command, cwd=folder, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, command))} failed{needs}:\n{result.stdout}\n{result.stderr}"
+    )
     return result.stdout + result.stderr
 
 
@@ -58,7 +62,8 @@ def fresh_lab(tmp_path_factory, playwright):
     environment = student_environment(venv, scratch)
     made = time.monotonic()
     python = venv / "bin" / "python"
-    run([python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"], lab, environment)
+    install = [python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"]
+    run(install, lab, environment, timeout=1200, needs=" (it needs PyPI, or pip's cache of the packages)")
     installed = time.monotonic()
     server = JupyterServer(lab, scratch / "jupyter-state", env=environment, python=python)
     print(
