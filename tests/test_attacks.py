@@ -17,7 +17,6 @@ leaves no process, scratch folder or control group.
 """
 
 import contextlib
-import csv
 import html
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ import nbformat
 import psutil
 import pytest
 from conftest import MNIST
-from test_grade import assert_no_hidden_tests
+from test_grade import assert_no_hidden_tests, read_csv, scores
 from test_nothing_left_behind import (
     NOTEBOOK,
     control_groups_left,
@@ -135,19 +134,10 @@ def attacked(course, tmp_path_factory):
 
 def rows_of(out, students):
     """The lines of OUT's grades.csv and tests.csv for `students`, as dicts."""
-    found = {}
-    for table in ("grades.csv", "tests.csv"):
-        with open(out / table, newline="") as file:
-            found[table] = [row for row in csv.DictReader(file) if row["student_id"] in students]
-    return found
-
-
-def scores_of(out):
-    with open(out / "tests.csv", newline="") as file:
-        return {
-            (row["student_id"], row["notebook"], row["test"]): float(row["score"])
-            for row in csv.DictReader(file)
-        }
+    return {
+        table: [row for row in read_csv(out / table) if row["student_id"] in students]
+        for table in ("grades.csv", "tests.csv")
+    }
 
 
 def hidden_lines(course):
@@ -180,8 +170,8 @@ def test_each_attacker_gets_its_expected_score_and_no_point_over_its_honest_base
     course, attacked, graded_samples
 ):
     rows, out, _, _ = attacked
-    clean = scores_of(graded_samples[0])
-    graded = scores_of(out)
+    clean = scores(graded_samples[0])
+    graded = scores(out)
     attackers = [*WRITTEN, *ATTACKING_SAMPLES, *ATTACKING_FIXTURES]
     assert set(rows) == set(HONEST) | set(attackers)
     for student in attackers:

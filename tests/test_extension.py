@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import MNIST, REFERENCE, ROOT
+from conftest import MNIST, REFERENCE, ROOT, scratch_course
 from jupyter_server.config_manager import BaseJSONConfigManager
 
 from autograder import release
@@ -185,17 +185,14 @@ async def test_prepare_submission_writes_a_zip_with_a_receipt(jp_fetch, jp_root_
 
 @pytest.mark.slow
 async def test_the_submission_zip_grades_as_it_is(jp_fetch, jp_root_dir, tmp_path):
-    from autograder.grade import Course, Settings, grade
+    from autograder.grade import Settings, grade
 
     lab_folder(jp_root_dir, REFERENCE, answered=True)
     receipt = await call(jp_fetch, "submission", path=release.ASSIGNMENT)
     submissions = tmp_path / "submissions"
     with zipfile.ZipFile(jp_root_dir / receipt["zip"]) as archive:
         archive.extractall(submissions / "alice")  # as an instructor unpacks each student's zip
-    course_root = tmp_path / "course"
-    release.copy_sources(ROOT, course_root)
-    release.build_release(course_root)
-    course = Course(course_root)
+    course = scratch_course(tmp_path / "course")
     [row] = grade(submissions, tmp_path / "out", course, Settings(workers=1, data=str(MNIST)))
     assert row.reason == ""
     assert row.score == row.max_score == course.max_score

@@ -9,19 +9,16 @@ import csv
 
 import nbformat
 import pytest
-from conftest import MNIST, ROOT
+from conftest import MNIST, scratch_course
 
-from autograder import fixtures, release
-from autograder.grade import Course, Settings, grade
+from autograder import fixtures
+from autograder.grade import Settings, grade
 from autograder.submissions import materialise_sample
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
-    course = Course(root)
+    course = scratch_course(tmp_path_factory.mktemp("course"))
     released = course.folder(course.coursedir.release_directory, ".")
     source = course.folder(course.coursedir.source_directory, ".")
     submissions = tmp_path_factory.mktemp("submissions")

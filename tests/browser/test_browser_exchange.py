@@ -6,7 +6,7 @@ way back and a submission from a terminal); this is the same round through the r
 """
 
 import pytest
-from conftest import ROOT
+from conftest import scratch_course
 from test_exchange import (
     ASSIGNMENT,
     FULL_MARKS,
@@ -17,9 +17,6 @@ from test_exchange import (
     scores,
     user_environment,
 )
-
-from autograder import release
-from autograder.grade import Course
 
 from .jupyter_driver import JupyterServer
 
@@ -34,12 +31,10 @@ def exchange_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def released(tmp_path_factory, exchange_config):
     """A scratch course, its assignment released to the exchange; the instructor's environment."""
-    root = tmp_path_factory.mktemp("course")
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
+    course = scratch_course(tmp_path_factory.mktemp("course"))
     environment = user_environment(tmp_path_factory.mktemp("instructor"), exchange_config)
-    nbgrader(root, environment, "release_assignment", ASSIGNMENT)
-    return Course(root), environment
+    nbgrader(course.root, environment, "release_assignment", ASSIGNMENT)
+    return course, environment
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import REFERENCE, ROOT
-
-from autograder import release
+from conftest import REFERENCE, ROOT, scratch_course
 
 from .jupyter_driver import JupyterServer
 
@@ -137,8 +135,7 @@ def test_prepare_submission_writes_a_zip_that_grades_as_the_folder_does(page, la
     by_hand = tmp_path / "submissions" / "by_hand" / "miniflow-lab"
     shutil.copytree(lab.root / "lab", by_hand, ignore=shutil.ignore_patterns("*.zip", ".ipynb_checkpoints"))
     out, course = tmp_path / "out", tmp_path / "course"
-    release.copy_sources(ROOT, course)
-    release.build_release(course)  # a course of its own, its gradebook included: the checkout stays as it is
+    scratch_course(course)  # a course of its own, its gradebook included: the checkout stays as it is
     grading = ["grade", str(tmp_path / "submissions"), "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "autograder", "--root", str(course), *grading],
