@@ -48,6 +48,7 @@ with it the kernel.
 
 import contextlib
 import ctypes
+import errno
 import functools
 import itertools
 import json
@@ -468,58 +469,73 @@ class ControlGroup:
 
     cgroup v1 has a hierarchy per controller (pids, memory, cpuacct); v2 has
     one. Either way the group is made below the grader's own group, where it
-    may write.
+    may write (see `own_groups`).
     """
 
-    def __init__(self, folders, version):
-        self.folders = folders  # controller -> the group's folder in its hierarchy
-        self.version = version
+    def __init__(self, groups):
+        self.groups = groups  # "pids"|"memory"|"cpu" -> (cgroup version, the group's folder there)
+
+    @property
+    def folders(self):
+        return {folder for _, folder in self.groups.values()}
 
     @classmethod
     def create(cls, limits):
-        version, parents = own_groups()
+        parents = own_groups()
+        handed_on = {}  # v2 group -> the controllers its children need
+        for key, (version, parent) in parents.items():
+            if version == 2 and CONTROLLERS[key][1] is not None:
+                handed_on.setdefault(parent, set()).add(CONTROLLERS[key][1])
+        for parent, controllers in handed_on.items():
+            delegate(parent, sorted(controllers))
         name = f"miniflow-{os.getpid()}-{next(GROUP_NUMBERS)}"
-        folders = {}
+        group = cls({key: (version, parent / name) for key, (version, parent) in parents.items()})
         try:
-            for controller, parent in parents.items():
-                folders[controller] = parent / name
-                folders[controller].mkdir(exist_ok=True)  # v2: one folder for all three
-            group = cls(folders, version)
+            for folder in group.folders:
+                folder.mkdir(exist_ok=True)  # v2: one folder for all three
             group.set_limits(limits)
         except OSError:
-            for folder in set(folders.values()):
+            for folder in group.folders:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
         return group
 
     def set_limits(self, limits):
-        self.folders["pids"].joinpath("pids.max").write_text(str(limits.processes))
-        memory = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
-        self.folders["memory"].joinpath(memory).write_text(str(limits.total_memory_bytes))
+        _, pids = self.groups["pids"]
+        pids.joinpath("pids.max").write_text(str(limits.processes))
+        version, memory = self.groups["memory"]
+        memory.joinpath("memory.max" if version == 2 else "memory.limit_in_bytes").write_text(
+            str(limits.total_memory_bytes)
+        )
 
     def add(self, pid):
-        for folder in set(self.folders.values()):
+        for folder in self.folders:
             folder.joinpath("cgroup.procs").write_text(str(pid))
 
     def pids(self):
         found = set()
-        for folder in set(self.folders.values()):
+        for folder in self.folders:
             with contextlib.suppress(OSError):
                 found.update(int(pid) for pid in folder.joinpath("cgroup.procs").read_text().split())
         return found
 
     def cpu_seconds(self):
+        version, folder = self.groups["cpu"]
         try:
-            if self.version == 2:
-                stat = self.folders["cpu"].joinpath("cpu.stat").read_text().split()
+            if version == 2:
+                stat = folder.joinpath("cpu.stat").read_text().split()
                 return int(stat[stat.index("usage_usec") + 1]) / 1e6
-            return int(self.folders["cpu"].joinpath("cpuacct.usage").read_text()) / 1e9
+            return int(folder.joinpath("cpuacct.usage").read_text()) / 1e9
         except (OSError, ValueError):
             return None
 
     def kill(self):
         """SIGKILL every process of the group until none is left (new ones may be forked meanwhile)."""
+        for version, folder in set(self.groups.values()):
+            if version == 2:  # all at once, forks in flight included (Linux 5.14 and later)
+                with contextlib.suppress(OSError):
+                    folder.joinpath("cgroup.kill").write_text("1")
         for _ in range(1000):
             pids = self.pids()
             if not pids:
@@ -531,7 +547,7 @@ class ControlGroup:
 
     def remove(self):
         self.kill()
-        for folder in set(self.folders.values()):
+        for folder in self.folders:
             for _ in range(100):  # a killed process leaves its group a moment after it dies
                 try:
                     folder.rmdir()
@@ -550,55 +566,98 @@ def remove_groups_made_by(pid):
 
 def remove_groups(made_by):
     """Remove the control groups whose maker's pid `made_by` accepts, ending their processes."""
-    version, parents = own_groups()
-    for name in {path.name for parent in set(parents.values()) for path in parent.glob("miniflow-*-*")}:
+    parents = own_groups()
+    names = {path.name for _, parent in parents.values() for path in parent.glob("miniflow-*-*")}
+    for name in names:
         maker = name.split("-")[1]
         if maker.isdigit() and made_by(int(maker)):
-            ControlGroup({key: parent / name for key, parent in parents.items()}, version).remove()
+            groups = {key: (version, parent / name) for key, (version, parent) in parents.items()}
+            ControlGroup(groups).remove()
 
 
 GROUP_NUMBERS = itertools.count()
-CGROUP_MOUNT = Path("/sys/fs/cgroup")
-# What each limit needs, by the name of its v1 controller ("cpu" counts CPU time: cpuacct).
-V1_CONTROLLERS = {"pids": "pids", "memory": "memory", "cpu": "cpuacct"}
+# What each limit needs: the cgroup v1 controller that has it, and the v2 one (None: every v2 group
+# counts its CPU time, in cpu.stat).
+CONTROLLERS = {"pids": ("pids", "pids"), "memory": ("memory", "memory"), "cpu": ("cpuacct", None)}
+# On cgroup v2, the child group the grader's own processes move to, so that their group may give
+# controllers to the sandboxes' groups: v2 lets a group do that only while no process is in it.
+GRADER_LEAF = "miniflow-grader"
 
 
-def own_groups():
-    """(cgroup version, {"pids"|"memory"|"cpu": the folder of this process's own group there})."""
-    lines = [line.split(":", 2) for line in Path("/proc/self/cgroup").read_text().splitlines()]
-    if (CGROUP_MOUNT / "cgroup.controllers").is_file():
-        path = next(path for number, _, path in lines if number == "0")
-        own = CGROUP_MOUNT / path.lstrip("/")
-        return 2, dict.fromkeys(V1_CONTROLLERS, own)
-    mounts = {}
+def cgroup_mounts():
+    """({cgroup v1 controller: the mount point of its hierarchy}, the cgroup v2 mount point or None)."""
+    v1, v2 = {}, None
     for line in Path("/proc/self/mounts").read_text().splitlines():
         _, mount_point, kind, options, *_ = line.split()
         if kind == "cgroup":
             for option in options.split(","):
-                mounts[option] = Path(mount_point)
+                v1[option] = Path(mount_point)
+        elif kind == "cgroup2" and v2 is None:
+            v2 = Path(mount_point)
+    return v1, v2
+
+
+def own_groups():
+    """{"pids"|"memory"|"cpu": (cgroup version, the folder the sandboxes' groups are made in)}.
+
+    Each comes from the v1 hierarchy of its controller where one is mounted, else
+    from cgroup v2. There it is the grader's own group (a delegated one, say
+    `systemd-run --user --scope -p Delegate=yes`), or that group's parent once
+    the grader has moved into its GRADER_LEAF (see `delegate`).
+    """
+    lines = [line.split(":", 2) for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    v1, v2 = cgroup_mounts()
     groups = {}
-    for key, controller in V1_CONTROLLERS.items():
-        path = next(path for _, names, path in lines if controller in names.split(","))
-        groups[key] = mounts[controller] / path.lstrip("/")
-    return 1, groups
+    for key, (v1_controller, _) in CONTROLLERS.items():
+        if v1_controller in v1:
+            path = next(path for _, names, path in lines if v1_controller in names.split(","))
+            groups[key] = (1, v1[v1_controller] / path.lstrip("/"))
+        elif v2 is not None:
+            own = v2 / next(path for number, _, path in lines if number == "0").lstrip("/")
+            groups[key] = (2, own.parent if own.name == GRADER_LEAF else own)
+        else:
+            raise LookupError(f"no control group hierarchy has the {v1_controller} controller")
+    return groups
+
+
+def delegate(group, controllers):
+    """Let cgroup v2 `group` give `controllers` to its children (their limits need them).
+
+    v2 refuses that while a process is in `group` (its root excepted), so the
+    processes there, the grader's own, first move to its child GRADER_LEAF.
+    """
+    enabled = group.joinpath("cgroup.subtree_control").read_text().split()
+    wanted = [name for name in controllers if name not in enabled]
+    if not wanted:
+        return
+    missing = set(wanted) - set(group.joinpath("cgroup.controllers").read_text().split())
+    if missing:
+        raise LookupError(
+            f"cgroup v2: the grader's group {group} was given no {', '.join(sorted(missing))} controller "
+            "to hand on (start the grader in a delegated group, as README says)"
+        )
+    leaf = group / GRADER_LEAF
+    for _ in range(100):  # a process forked meanwhile lands in `group`: move it too, and try again
+        try:
+            group.joinpath("cgroup.subtree_control").write_text(" ".join(f"+{name}" for name in wanted))
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                raise
+        leaf.mkdir(exist_ok=True)
+        for pid in group.joinpath("cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                leaf.joinpath("cgroup.procs").write_text(pid)
+    raise OSError(errno.EBUSY, f"cgroup v2: processes keep appearing in {group}")
 
 
 @functools.cache
 def control_group_problem():
     """Why sandboxes get no control group here, or None when they do (tried once per process)."""
     try:
-        version, parents = own_groups()
-        if version == 2:
-            enabled = parents["pids"].joinpath("cgroup.subtree_control").read_text().split()
-            missing = {"pids", "memory", "cpu"} - set(enabled)
-            if missing:
-                return (
-                    f"cgroup v2: the grader's group {parents['pids']} does not delegate "
-                    f"{', '.join(sorted(missing))} to its children"
-                )
         ControlGroup.create(Limits()).remove()
         # Groups whose maker died without removing them (a grading process killed outright, say).
         remove_groups(lambda maker: not Path(f"/proc/{maker}").exists())
-    except (OSError, StopIteration, KeyError, ValueError) as error:
+    except (OSError, StopIteration, LookupError, ValueError) as error:
         return f"no control group could be made ({type(error).__name__}: {error})"
     return None

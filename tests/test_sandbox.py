@@ -4,6 +4,7 @@ Each test runs a small Python program in a sandbox and asserts from its
 output, and checks the same access from the grader, outside, where it works.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,11 +22,14 @@ import pytest
 from conftest import REFERENCE, ROOT
 
 from autograder.sandbox import (
+    GRADER_LEAF,
     MIB,
+    ControlGroup,
     Limits,
     Sandbox,
     SandboxUnavailableError,
     bubblewrap_problem,
+    cgroup_mounts,
     control_group_problem,
     own_groups,
 )
@@ -335,9 +339,9 @@ def test_a_sandbox_caps_its_processes_together_and_ends_them_all(folders):
     forked = int(run.output.split()[-1])
     assert run.output.startswith("refused after") and 0 < forked < 16
     assert sandbox.group is None  # run() ended the detached sleepers and removed their group
-    _, parents = own_groups()
     # This process's groups only: other grading runs on the machine have their own.
-    assert not [path for parent in set(parents.values()) for path in parent.glob(f"miniflow-{os.getpid()}-*")]
+    parents = {parent for _, parent in own_groups().values()}
+    assert not [path for parent in parents for path in parent.glob(f"miniflow-{os.getpid()}-*")]
 
 
 @requires_bubblewrap
@@ -366,3 +370,136 @@ def test_a_sandbox_counts_the_cpu_time_of_all_its_processes(folders):
     )
     # Each of the three processes spins for 0.5 s of CPU time.
     assert run.cpu_seconds >= 1.2
+
+
+# --- cgroup v2 ------------------------------------------------------------------------------------
+# The machines this course is tested on give pids, memory and cpuacct to cgroup v1, so the grader's
+# own v2 path (a delegated group: `systemd-run --user --scope -p Delegate=yes`) is tried on the v2
+# hierarchy they mount beside v1, with a controller that v1 leaves to it (hugetlb, say).
+HARMLESS_CONTROLLERS = ("hugetlb", "misc", "rdma", "pids")  # no limit unless one is written
+
+
+def cgroup_v2_trial_problem():
+    """Why the v2 tests cannot run here, or None."""
+    _, v2 = cgroup_mounts()
+    if v2 is None:
+        return "no cgroup v2 hierarchy"
+    if not os.access(v2 / "cgroup.subtree_control", os.W_OK):
+        return f"{v2} is not writable (root only)"
+    if not set(HARMLESS_CONTROLLERS) & set((v2 / "cgroup.controllers").read_text().split()):
+        return f"cgroup v2 has none of {HARMLESS_CONTROLLERS} to hand on"
+    return None
+
+
+requires_cgroup_v2_trial = pytest.mark.skipif(
+    cgroup_v2_trial_problem() is not None, reason=f"cgroup v2: {cgroup_v2_trial_problem()}"
+)
+
+
+@pytest.fixture
+def delegated_group():
+    """A cgroup v2 group given one controller by its parent, as systemd gives a delegated scope; its name."""
+    _, v2 = cgroup_mounts()
+    available = (v2 / "cgroup.controllers").read_text().split()
+    controller = next(name for name in HARMLESS_CONTROLLERS if name in available)
+    enabled_before = controller in (v2 / "cgroup.subtree_control").read_text().split()
+    if not enabled_before:
+        (v2 / "cgroup.subtree_control").write_text(f"+{controller}")
+    group = v2 / f"miniflow-test-{os.getpid()}"
+    group.mkdir()
+    yield group, controller
+    children = sorted(group.rglob("cgroup.procs"), key=lambda path: len(path.parts), reverse=True)
+    for procs in children:
+        for pid in procs.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    for procs in children:  # the deepest first
+        for _ in range(100):
+            try:
+                procs.parent.rmdir()
+                break
+            except OSError:
+                time.sleep(0.01)
+    if not enabled_before:
+        (v2 / "cgroup.subtree_control").write_text(f"-{controller}")
+
+
+# A grader in a delegated group, with a process it forked: v2 refuses to hand on a controller while
+# they are in it; `delegate` moves them to a leaf, then hands it on.
+GRADER_IN_A_DELEGATED_GROUP = """
+import errno, json, os, sys, time
+from pathlib import Path
+from autograder.sandbox import delegate
+group, controller = Path(sys.argv[1]), sys.argv[2]
+if os.fork() == 0:
+    os.close(1), os.close(2)  # the test reads the grader's output to its end
+    time.sleep(60)
+    os._exit(0)
+try:
+    (group / "cgroup.subtree_control").write_text("+" + controller)
+    refused = None
+except OSError as error:
+    refused = errno.errorcode[error.errno]
+delegate(group, [controller])
+delegate(group, [controller])  # a second time (another grading process, say) finds it done
+print(json.dumps({"refused": refused, "own": open("/proc/self/cgroup").read().splitlines()[-1]}))
+"""
+
+
+@requires_cgroup_v2_trial
+def test_on_cgroup_v2_the_grader_moves_to_a_leaf_so_its_group_can_hand_controllers_on(delegated_group):
+    group, controller = delegated_group
+    grader = subprocess.run(
+        [sys.executable, "-c", GRADER_IN_A_DELEGATED_GROUP, str(group), controller],
+        preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())),
+        cwd=ROOT,  # where `autograder` is found
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert grader.returncode == 0, grader.stderr[-2000:]
+    said = json.loads(grader.stdout)
+    assert said["refused"] == "EBUSY"  # what v2 says while processes are in the group
+    assert said["own"].endswith(f"/{group.name}/{GRADER_LEAF}")
+    assert controller in (group / "cgroup.subtree_control").read_text().split()
+    assert (group / "cgroup.procs").read_text() == ""
+    assert len((group / GRADER_LEAF / "cgroup.procs").read_text().split()) == 1  # the forked sleeper, left
+    sandbox_group = group / "miniflow-1-0"
+    sandbox_group.mkdir()
+    assert controller in (sandbox_group / "cgroup.controllers").read_text().split()
+
+
+@requires_cgroup_v2_trial
+def test_a_cgroup_v2_group_counts_cpu_time_and_ends_every_process_in_it(delegated_group):
+    group, _ = delegated_group
+    folder = group / "miniflow-1-0"
+    folder.mkdir()
+    sandbox_group = ControlGroup(dict.fromkeys(("pids", "memory", "cpu"), (2, folder)))
+    spinner = textwrap.dedent(
+        """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                os.setsid()  # out of the session: only the control group finds them
+                break
+        end = time.process_time() + 0.5
+        while time.process_time() < end:
+            pass
+        print("spun", flush=True)
+        time.sleep(1000)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-c", spinner],
+        preexec_fn=lambda: sandbox_group.add(os.getpid()),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(4):  # the first process and three forks, each spins then sleeps
+        process.stdout.readline()
+    assert len(sandbox_group.pids()) == 4
+    assert sandbox_group.cpu_seconds() >= 1.8
+    sandbox_group.remove()
+    process.wait(timeout=10)
+    process.stdout.close()
+    assert not folder.exists()
