@@ -17,11 +17,20 @@ test cells go to a tmpfs of their own (`records_bytes`) in it, so a student who
 fills the scratch folder loses no test for it. The host's scratch folder holds
 only the connection file, shown read-only in the tmpfs.
 
+The grader reaches the kernel's folders from descriptors it holds (`held`),
+opened from the sandbox's root following no link (Sandbox.open_inside) once
+bubblewrap has mounted them and before the kernel starts (bwrap waits on
+--block-fd until then): a path through the sandbox's root would follow a link
+the kernel put in place of a folder above its scratch folder (under a TMPDIR
+that is a plain folder inside, say) to anywhere on the host. The scratch and
+records folders are mount points inside, which the kernel cannot move.
+
 As sandbox.py explains, such a kernel talks over IPC sockets, which it makes
-in its tmpfs and the grader reaches through the sandbox's root
-(`<scratch>/sandbox`, a link to it); it is started as an independent process
-(inside, its parent is the sandbox's first process) and is interrupted by
-message: a SIGINT to its process group would end bubblewrap instead.
+in its tmpfs and the grader reaches through the held scratch folder
+(`<scratch>/sandbox`, a link to /proc/<grader pid>/fd/<its descriptor>); it is
+started as an independent process (inside, its parent is the sandbox's first
+process) and is interrupted by message: a SIGINT to its process group would
+end bubblewrap instead.
 
 A watchdog thread looks at each kernel every half second: more than
 `max_files` files and folders in its writable places (even empty, each costs
@@ -37,23 +46,29 @@ with the resource limits only. Either way, when its manager cleans up, nothing
 the kernel started survives it and its scratch folder is removed.
 """
 
+import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
+from stat import S_ISDIR
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
 from . import recording
 from .sandbox import GIB, MIB, Limits, Sandbox, kill_group, unwrapped_returncode
+from .testcells import read_record_file
 
 RECORDS_FOLDER = "records"  # in the scratch folder: where the recorder writes what test cells record
 RECORDER_FOLDER = "recorder"  # in the scratch folder: the recorder's module, read-only in the sandbox
 RECORDER_MODULE = "miniflow_recording"
+SETUP_SECONDS = 60  # how long bubblewrap may take to mount a sandbox's folders
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -93,6 +108,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     scratch = None
     sandbox = None
     sandbox_info = None  # the read end of bwrap's --info-fd, until the kernel has started
+    sandbox_release = None  # the write end of bwrap's --block-fd, until the kernel's folders are held
+    held = None  # the kernel's writable and records folders as this process holds them: path -> descriptor
     watchdog = None
     breach = None  # why the watchdog ended the kernel, if it did
 
@@ -126,6 +143,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         # where a link the kernel made could lead it anywhere on the host.
         (self.scratch / RECORDER_FOLDER).mkdir()
         shutil.copy(recording.__file__, self.scratch / RECORDER_FOLDER / f"{RECORDER_MODULE}.py")
+        if not self.sandboxed:  # sandboxed, bwrap mounts a tmpfs there
+            self.records_folder.mkdir()
         cwd = kw.get("cwd") or os.getcwd()
         bwrap = "bwrap" if self.sandboxed else None
         try:
@@ -149,28 +168,72 @@ class SandboxedKernelManager(AsyncKernelManager):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        info_write = None
+        info_write = block_read = None
         if self.sandbox.isolated:
             self.sandbox_info, info_write = os.pipe()
-            kw["pass_fds"] = (info_write,)
-        return self.sandbox.command(kernel_cmd, cwd, info_write), kw
+            block_read, self.sandbox_release = os.pipe()
+            kw["pass_fds"] = (info_write, block_read)
+        return self.sandbox.command(kernel_cmd, cwd, info_write, block_read), kw
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         info, self.sandbox_info = self.sandbox_info, None
+        release, self.sandbox_release = self.sandbox_release, None
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         except BaseException:
-            if info is not None:
-                os.close(info)
+            for descriptor in (info, release):
+                if descriptor is not None:
+                    os.close(descriptor)
             raise
         finally:
-            for write_end in kw.get("pass_fds", ()):
-                os.close(write_end)  # bwrap has its copy, and closes it once it has written
-        if info is not None:
-            self.sandbox.started(info)
-            # The kernel's sockets are in its tmpfs: reached by a short link (socket paths fit in 107 bytes).
-            (self.scratch / "sandbox").symlink_to(self.sandbox.inside(self.scratch))
-            self.ip = str(self.scratch / "sandbox" / "ipc")
+            for bwraps_end in kw.get("pass_fds", ()):
+                os.close(bwraps_end)  # bwrap has its copies
+        if not self.sandbox.isolated:
+            self.held = open_folders(self.sandbox, self.held_folders)
+            return
+        self.sandbox.started(info)
+        try:
+            self.held = await self.hold_sandbox_folders()
+            os.write(release, b"go")
+        except BaseException as error:
+            self.end_kernel(f"its sandbox's folders could not be reached: {error}")
+            raise
+        finally:
+            os.close(release)  # on failure, once end_kernel has killed bwrap: at the pipe's end it goes on
+        # The kernel's sockets are in its tmpfs: reached by a short link (socket paths fit in 107 bytes).
+        # connect(2) still follows a link the kernel makes in place of a socket file itself.
+        (self.scratch / "sandbox").symlink_to(self.held_path(self.scratch))
+        self.ip = str(self.scratch / "sandbox" / "ipc")
+
+    @property
+    def held_folders(self):
+        """The folders the grader holds: the kernel's writable ones (watched) and its records folder."""
+        return dict.fromkeys([*self.sandbox.writable(), self.records_folder])  # each once, in order
+
+    async def hold_sandbox_folders(self):
+        """Open the kernel's folders from the sandbox's root, once bwrap has mounted them.
+
+        bwrap names the sandbox's first process before it has set the sandbox up:
+        until then, its root is the host's, or a bare tmpfs. The scratch folder held
+        is a tmpfs inside, on a file system of its own. The kernel has not started
+        (bwrap waits on --block-fd), so it cannot lead this anywhere.
+        """
+        deadline = time.monotonic() + SETUP_SECONDS
+        host_device = os.stat(self.scratch).st_dev
+        while True:
+            try:
+                held = open_folders(self.sandbox, self.held_folders)
+                if os.fstat(held[self.scratch]).st_dev != host_device:
+                    return held
+                close_folders(held)
+                problem = "its scratch folder is not mounted"
+            except OSError as error:
+                problem = str(error)
+            if self.provisioner.process.poll() is not None:
+                raise RuntimeError(f"the sandbox ended while it was set up ({problem})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox was not set up within {SETUP_SECONDS} s ({problem})")
+            await asyncio.sleep(0.01)
 
     async def _async_post_start_kernel(self, **kw):
         await super()._async_post_start_kernel(**kw)
@@ -195,6 +258,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
+        if self.held is not None:
+            # First the sockets' link: a client reconnecting later would find another folder at the number.
+            with contextlib.suppress(FileNotFoundError):
+                (self.scratch / "sandbox").unlink()
+            close_folders(self.held)
+            self.held = None
         if self.sandbox is not None:
             self.sandbox.close()
 
@@ -206,9 +275,22 @@ class SandboxedKernelManager(AsyncKernelManager):
         if getattr(self.provisioner, "pgid", None):
             kill_group(self.provisioner.pgid)
 
-    def reach(self, path):
-        """Where this process reaches `path` of the running kernel's file system (its tmpfs, sandboxed)."""
-        return self.sandbox.inside(path)
+    @property
+    def records_folder(self):
+        return self.scratch / RECORDS_FOLDER
+
+    def remove_record(self, grade_id):
+        """Remove what the test cell `grade_id` recorded before, if anything."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{grade_id}.jsonl", dir_fd=self.held[self.records_folder])
+
+    def read_record(self, grade_id):
+        """The text of what the test cell `grade_id` recorded (None: nothing); BadRecordError when unfit."""
+        return read_record_file(f"{grade_id}.jsonl", dir_fd=self.held[self.records_folder])
+
+    def held_path(self, folder):
+        """A path to the kernel's `folder` through the descriptor held: it follows no link the kernel made."""
+        return f"/proc/{os.getpid()}/fd/{self.held[folder]}"
 
     @property
     def folder_copy(self):
@@ -240,7 +322,7 @@ class Watchdog(threading.Thread):
 
     def run(self):
         manager, sandbox = self.manager, self.manager.sandbox
-        watched = [manager.reach(path) for path in sandbox.writable()]
+        watched = [manager.held_path(folder) for folder in sandbox.writable()]
         while not self.stopped.wait(0.5):
             used, files = disk_usage(watched, manager.max_files)
             cpu = sandbox.cpu_seconds()
@@ -261,7 +343,8 @@ def disk_usage(folders, max_files):
 
     Like `du -x`, it stays on the file systems of `folders`: a folder bound read-only
     into a sandbox's /tmp (a Python environment that lives under /tmp, say) is the
-    grader's, not the kernel's.
+    grader's, not the kernel's. It lists no folder elsewhere either: one the kernel
+    swaps for a link while it looks leads it only to the kernel's own files.
     """
     used = files = 0
     pending = list(folders)
@@ -270,20 +353,50 @@ def disk_usage(folders, max_files):
         with contextlib.suppress(OSError):
             devices.add(os.stat(folder).st_dev)
     while pending and files <= max_files:
+        folder = pending.pop()
         try:
-            entries = list(os.scandir(pending.pop()))
+            entries = list_folder(folder, devices)
         except OSError:  # removed meanwhile (the sandbox ended), or unreadable: the kernel's own business
             continue
-        for entry in entries:
+        for name, stat in entries:
             files += 1
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
             used += stat.st_blocks * 512  # a sparse file costs what it holds, not its length
-            if entry.is_dir(follow_symlinks=False) and stat.st_dev in devices:
-                pending.append(entry.path)
+            if S_ISDIR(stat.st_mode) and stat.st_dev in devices:
+                pending.append(os.path.join(folder, name))
     return used, files
+
+
+def list_folder(path, devices):
+    """[(name, lstat)] of the entries of folder `path`; OSError unless it is on one of `devices`."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if os.fstat(descriptor).st_dev not in devices:
+            raise OSError(errno.EXDEV, "not on the kernel's file systems", path)
+        entries = []
+        with os.scandir(descriptor) as listing:
+            for entry in listing:
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
+        return entries
+    finally:
+        os.close(descriptor)
+
+
+def open_folders(sandbox, folders):
+    """{folder: a descriptor of it, from Sandbox.open_inside}; all or none."""
+    held = {}
+    try:
+        for folder in folders:
+            held[folder] = sandbox.open_inside(folder)
+    except BaseException:
+        close_folders(held)
+        raise
+    return held
+
+
+def close_folders(held):
+    for descriptor in held.values():
+        os.close(descriptor)
 
 
 def copy_without_notebooks(folder, copy):

@@ -23,7 +23,6 @@ Each step records what it repaired or ran into as a note in the notebook's
 metadata (under NOTES); the grade command reports them, and the feedback shows them.
 """
 
-import contextlib
 import html
 import json
 import os
@@ -44,9 +43,9 @@ from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocess
 from traitlets import Bool, Enum, Integer, Unicode
 
 from . import recording
-from .kernels import RECORDER_FOLDER, RECORDER_MODULE, RECORDS_FOLDER, SandboxedKernelManager
+from .kernels import RECORDER_FOLDER, RECORDER_MODULE, SandboxedKernelManager
 from .sandbox import KIB, MIB, SandboxRun, describe_exit
-from .testcells import BadRecordError, ReferenceRecords, TestCell, read_events, read_record_file, shorten
+from .testcells import BadRecordError, ReferenceRecords, TestCell, read_events, shorten
 
 NOTES = "autograder_notes"
 VERDICT = "miniflow_verdict"  # metadata of RecordedTests' "passed" output
@@ -325,22 +324,16 @@ class SandboxedExecute(Execute):
         folder = self.km.scratch / RECORDER_FOLDER
         code = (
             f"__import__('sys').path.insert(0, {str(folder)!r}); "
-            f"__import__({RECORDER_MODULE!r}).install(get_ipython(), {str(self.records_folder)!r})"
+            f"__import__({RECORDER_MODULE!r}).install(get_ipython(), {str(self.km.records_folder)!r})"
         )
         self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
-
-    @property
-    def records_folder(self):
-        return self.km.scratch / RECORDS_FOLDER
 
     def preprocess_cell(self, cell, resources, index):
         self.kept_bytes, self.truncated = 0, False
         if not is_test(cell):
             return super().preprocess_cell(cell, resources, index)
         name = grade_id(cell)
-        path = self.km.reach(self.records_folder / f"{name}.jsonl")
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        self.km.remove_record(name)
         rules = sorted(TestCell.parse(name, cell.source).rules)
         arm = f"{recording.RECORDER}.arm({name!r}, {rules!r})"
         self.wait_for_reply(self.kc.execute(arm, silent=True, store_history=False))
@@ -348,7 +341,7 @@ class SandboxedExecute(Execute):
             return super().preprocess_cell(cell, resources, index)
         finally:
             try:
-                record = read_record_file(path)
+                record = self.km.read_record(name)
             except BadRecordError as error:
                 record = error
             resources.setdefault(RECORDS, {})[name] = record

@@ -8,9 +8,9 @@ besides a small private /tmp). With `Limits.scratch_bytes`, the scratch folder
 is a private tmpfs of that size, at the scratch folder's path: a write past it
 fails with ENOSPC (no more "disk" than that, however fast it writes), the files
 the host's scratch folder holds when the command starts appear in it
-read-only, and the host reaches it at `sandbox.inside(path)` while the sandbox
-runs; `Limits.scratch_parts` are folders in it with sizes of their own. Without
-it, the host's scratch folder itself is bound, writable. The course repository,
+read-only, and the host reaches it from `sandbox.open_inside(path)` while the
+sandbox runs; `Limits.scratch_parts` are folders in it with sizes of their own.
+Without it, the host's scratch folder itself is bound, writable. The course repository,
 and with it solutions/, assignments/, the gradebook and the other students'
 folders, is not in it.
 Resource limits (CPU time, address space, file size) are set on each process
@@ -39,11 +39,12 @@ long-lived process such as a notebook kernel in the sandbox, pass
 (tried with jupyter_client's KernelManager and ipykernel): the kernel has no
 network, so use `transport="ipc"` with the connection file and sockets in the
 scratch folder (with a private scratch folder, the grader connects to the
-sockets at `sandbox.inside(...)`); start it with `independent=True`, because
-inside, its parent is the sandbox's pid 1, which ipykernel takes for a dead
-parent (--die-with-parent does that job instead); and interrupt it with
-`interrupt_mode = "message"`, as a SIGINT to its process group ends bwrap and
-with it the kernel.
+sockets through a descriptor from `sandbox.open_inside(...)`, opened while bwrap
+waits on `block_fd`, before the kernel can move a folder); start it with
+`independent=True`, because inside, its parent is the sandbox's pid 1, which
+ipykernel takes for a dead parent (--die-with-parent does that job instead);
+and interrupt it with `interrupt_mode = "message"`, as a SIGINT to its process
+group ends bwrap and with it the kernel.
 """
 
 import contextlib
@@ -244,16 +245,20 @@ class Sandbox:
     def isolated(self):
         return self.bwrap is not None
 
-    def command(self, argv, cwd=None, info_fd=None):
+    def command(self, argv, cwd=None, info_fd=None, block_fd=None):
         """`argv` wrapped to run in the sandbox, in `cwd` (default: the scratch folder).
 
         With `info_fd`, bwrap writes the host pid of the sandbox's first process there.
+        With `block_fd`, the sandbox, once set up, waits to start `argv` until a byte
+        (or the end) can be read there.
         """
         if not self.isolated:
             return list(argv)
         options = [self.bwrap, *system_options(self.limits)]
         if info_fd is not None:
             options += ["--info-fd", str(info_fd)]
+        if block_fd is not None:
+            options += ["--block-fd", str(block_fd)]
         for path in self.read_only:
             options += ["--ro-bind", str(path), str(path)]
         options += ["--ro-bind", str(self.submission), str(self.shown_at)]
@@ -291,6 +296,39 @@ class Sandbox:
         if self.first_pid is None:
             raise RuntimeError("the sandbox has not started (Sandbox.started)")
         return Path(f"/proc/{self.first_pid}/root") / Path(path).relative_to("/")
+
+    def open_inside(self, path):
+        """A descriptor (O_PATH) of folder `path` of the running sandbox, reached following no link.
+
+        `inside(path)` is resolved by the host's kernel, which follows an absolute link
+        met on the way from the host's root: a sandboxed process that swaps a folder
+        above `path` for a link leads it anywhere on the host. Here each folder is
+        opened in the one before, from the sandbox's root, never following a link:
+        OSError naming the part that is a link, not a folder, or missing. Not
+        isolated: `path` opened as it is. The caller closes the descriptor.
+        """
+        if not self.isolated:
+            return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        parts = Path(path).relative_to("/").parts
+        if ".." in parts:
+            raise ValueError(f"{path} is not a resolved path")
+        folder = os.open(self.inside("/"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for depth, name in enumerate(parts, 1):
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                try:
+                    inner = os.open(name, flags, dir_fd=folder)
+                except OSError as error:
+                    what = {errno.ENOTDIR: "a link or not a folder", errno.ENOENT: "missing"}.get(error.errno)
+                    reached = Path("/", *parts[:depth])
+                    problem = f"{reached} in the sandbox: {what or error.strerror}"
+                    raise OSError(error.errno, problem) from None
+                os.close(folder)
+                folder = inner
+        except BaseException:
+            os.close(folder)
+            raise
+        return folder
 
     def environment(self):
         """The whole environment of a sandboxed command: nothing is inherited from the grader's."""

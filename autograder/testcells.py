@@ -231,13 +231,13 @@ def read_events(text):
     return events
 
 
-def read_record_file(path, limit=MAX_RECORD_BYTES):
+def read_record_file(path, limit=MAX_RECORD_BYTES, dir_fd=None):
     """The text of a record file the kernel wrote: a regular file, not a link, at most `limit` bytes.
 
-    Returns None when there is no file.
+    `path` is relative to the folder `dir_fd` opens, if given. Returns None when there is no file.
     """
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as error:

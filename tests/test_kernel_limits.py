@@ -1,8 +1,8 @@
 """A sandboxed kernel's writable places: hard-capped tmpfs, and a watchdog on the number of files.
 
 Each test starts one SandboxedKernelManager kernel with small limits, runs a
-cell in it and looks at what the cell printed, what the grader reaches of the
-kernel's scratch folder, and why the kernel ended, if it did.
+cell in it and looks at what the cell printed, what the grader reads of the
+kernel's records, and why the kernel ended, if it did.
 """
 
 import asyncio
@@ -11,7 +11,7 @@ import shutil
 import pytest
 from test_nothing_left_behind import private_scratch_root
 
-from autograder.kernels import RECORDS_FOLDER, SandboxedKernelManager
+from autograder.kernels import SandboxedKernelManager
 from autograder.sandbox import MIB, bubblewrap_problem
 
 pytestmark = [
@@ -53,7 +53,10 @@ for number in range(1000):
 
 
 async def run_cell(manager, cwd, code, until_ended=False):
-    """Run `code` in a kernel of `manager` (then, if asked, wait for its end); (printed, records, breach)."""
+    """Run `code` in a kernel of `manager` (then, if asked, wait for its end); (printed, record, breach).
+
+    `record` is what the grader reads of test cell a_test's record.
+    """
     await manager.start_kernel(cwd=str(cwd))
     client = manager.client()
     client.start_channels()
@@ -70,9 +73,7 @@ async def run_cell(manager, cwd, code, until_ended=False):
             if not await manager.is_alive():
                 break
             await asyncio.sleep(0.1)
-        records = manager.reach(manager.scratch / RECORDS_FOLDER)
-        kept = {path.name: path.read_text() for path in records.glob("*.jsonl")} if records.is_dir() else {}
-        return "".join(printed), kept, manager.breach
+        return "".join(printed), manager.read_record("a_test"), manager.breach
     finally:
         client.stop_channels()
         await manager.shutdown_kernel(now=True)
@@ -81,12 +82,12 @@ async def run_cell(manager, cwd, code, until_ended=False):
 def test_a_writer_gets_no_space_at_the_cap_and_the_records_keep_theirs(tmp_path):
     manager = SandboxedKernelManager(kernel_name="python3", disk_bytes=8 * MIB)
     with private_scratch_root(tmp_path / "tmp") as scratch_root:
-        printed, records, breach = asyncio.run(run_cell(manager, tmp_path, FILL_HOME))
+        printed, record, breach = asyncio.run(run_cell(manager, tmp_path, FILL_HOME))
         assert list(scratch_root.iterdir()) == []
     lines = printed.splitlines()
     assert lines[0] == "stopped: No space left on device"
     assert 7 * MIB <= int(lines[1].removeprefix("kept: ")) <= 8 * MIB  # at the cap: not before, not past
-    assert records == {"a_test.jsonl": '{"recorded": true}'}  # the grader reads it, the folder full
+    assert record == '{"recorded": true}'  # the grader reads it, the folder full
     assert breach is None
 
 
