@@ -285,34 +285,25 @@ class Sandbox:
         with os.fdopen(info_fd, "rb") as info:
             self.first_pid = first_pid(info.read())
 
-    def inside(self, path):
-        """Where the host reaches `path` of the running sandbox (`path` itself when not isolated).
-
-        Through the sandbox's first process's root (/proc/PID/root), readable by
-        the user who started it; it vanishes when the sandbox ends.
-        """
-        if not self.isolated:
-            return Path(path)
-        if self.first_pid is None:
-            raise RuntimeError("the sandbox has not started (Sandbox.started)")
-        return Path(f"/proc/{self.first_pid}/root") / Path(path).relative_to("/")
-
     def open_inside(self, path):
         """A descriptor (O_PATH) of folder `path` of the running sandbox, reached following no link.
 
-        `inside(path)` is resolved by the host's kernel, which follows an absolute link
-        met on the way from the host's root: a sandboxed process that swaps a folder
-        above `path` for a link leads it anywhere on the host. Here each folder is
-        opened in the one before, from the sandbox's root, never following a link:
-        OSError naming the part that is a link, not a folder, or missing. Not
-        isolated: `path` opened as it is. The caller closes the descriptor.
+        The sandbox's root is its first process's (/proc/PID/root, while it runs). A
+        path through it is resolved by the host's kernel, which follows an absolute
+        link met on the way from the host's root: a sandboxed process that swaps a
+        folder above `path` for a link would lead it anywhere on the host. Here each
+        folder is opened in the one before, never following a link: OSError naming
+        the part that is a link, not a folder, or missing. Not isolated: `path`
+        opened as it is. The caller closes the descriptor.
         """
         if not self.isolated:
             return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if self.first_pid is None:
+            raise RuntimeError("the sandbox has not started (Sandbox.started)")
         parts = Path(path).relative_to("/").parts
         if ".." in parts:
             raise ValueError(f"{path} is not a resolved path")
-        folder = os.open(self.inside("/"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        folder = os.open(f"/proc/{self.first_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for depth, name in enumerate(parts, 1):
                 flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -6,6 +6,8 @@ kernel's records, and why the kernel ended, if it did.
 """
 
 import asyncio
+import contextlib
+import os
 import shutil
 
 import pytest
@@ -52,42 +54,59 @@ for number in range(1000):
 """
 
 
-async def run_cell(manager, cwd, code, until_ended=False):
-    """Run `code` in a kernel of `manager` (then, if asked, wait for its end); (printed, record, breach).
+@contextlib.asynccontextmanager
+async def kernel_of(manager, cwd):
+    """Start a kernel of `manager` in `cwd`; yield `run(code, client=None)`: what `code` printed.
 
-    `record` is what the grader reads of test cell a_test's record.
+    `run` uses the kernel's first client, or `client` (one connected later, say).
     """
     await manager.start_kernel(cwd=str(cwd))
-    client = manager.client()
-    client.start_channels()
-    printed = []
-    try:
-        await client.wait_for_ready(timeout=60)
+    first = manager.client()
+    first.start_channels()
+
+    async def run(code, client=None):
+        printed = []
 
         def keep(message):
             if message["msg_type"] == "stream":
                 printed.append(message["content"]["text"])
 
-        await client.execute_interactive(code, timeout=60, output_hook=keep)
+        await (client or first).execute_interactive(code, timeout=60, output_hook=keep)
+        return "".join(printed)
+
+    try:
+        await first.wait_for_ready(timeout=60)
+        yield run
+    finally:
+        first.stop_channels()
+        await manager.shutdown_kernel(now=True)
+
+
+async def run_cell(manager, cwd, code, until_ended=False):
+    """Run `code` in a kernel of `manager` (then, if asked, wait for its end); (printed, records, breach).
+
+    `records` is {file name: text} of what the grader reads in the kernel's records folder.
+    """
+    async with kernel_of(manager, cwd) as run:
+        printed = await run(code)
         for _ in range(100 if until_ended else 0):  # the watchdog looks twice a second
             if not await manager.is_alive():
                 break
             await asyncio.sleep(0.1)
-        return "".join(printed), manager.read_record("a_test"), manager.breach
-    finally:
-        client.stop_channels()
-        await manager.shutdown_kernel(now=True)
+        names = os.listdir(manager.held_path(manager.records_folder))
+        records = {name: manager.read_record(name.removesuffix(".jsonl")) for name in names}
+        return printed, records, manager.breach
 
 
 def test_a_writer_gets_no_space_at_the_cap_and_the_records_keep_theirs(tmp_path):
     manager = SandboxedKernelManager(kernel_name="python3", disk_bytes=8 * MIB)
     with private_scratch_root(tmp_path / "tmp") as scratch_root:
-        printed, record, breach = asyncio.run(run_cell(manager, tmp_path, FILL_HOME))
+        printed, records, breach = asyncio.run(run_cell(manager, tmp_path, FILL_HOME))
         assert list(scratch_root.iterdir()) == []
     lines = printed.splitlines()
     assert lines[0] == "stopped: No space left on device"
     assert 7 * MIB <= int(lines[1].removeprefix("kept: ")) <= 8 * MIB  # at the cap: not before, not past
-    assert record == '{"recorded": true}'  # the grader reads it, the folder full
+    assert records == {"a_test.jsonl": '{"recorded": true}'}  # the grader reads it, the folder full
     assert breach is None
 
 

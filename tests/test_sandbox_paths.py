@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_kernel_limits import kernel_of
 from test_nothing_left_behind import private_scratch_root
 
 from autograder.kernels import RECORDS_FOLDER, SandboxedKernelManager
@@ -52,45 +53,31 @@ def test_a_kernel_that_swaps_a_folder_above_its_scratch_for_a_link_leads_the_gra
     manager = SandboxedKernelManager(kernel_name="python3")
 
     async def swap_then_grade():
-        await manager.start_kernel(cwd=str(student))
-        # Where the link leads the grader's old paths: a record and a socket name of the host's.
-        planted = host / manager.scratch.name / RECORDS_FOLDER / "a_test.jsonl"
-        planted.parent.mkdir(parents=True)
-        planted.write_text('{"planted": true}')
-        client = manager.client()
-        client.start_channels()
-        printed = []
-        try:
-            await client.wait_for_ready(timeout=60)
-
-            def keep(message):
-                if message["msg_type"] == "stream":
-                    printed.append(message["content"]["text"])
-
-            await client.execute_interactive(SWAP_PARENT.format(host=str(host)), timeout=60, output_hook=keep)
+        async with kernel_of(manager, student) as run:
+            # Where the link leads the grader's old paths: a record and a socket name of the host's.
+            planted = host / manager.scratch.name / RECORDS_FOLDER / "a_test.jsonl"
+            planted.parent.mkdir(parents=True)
+            planted.write_text('{"planted": true}')
+            printed = await run(SWAP_PARENT.format(host=str(host)))
             manager.remove_record("a_test")  # as the grader does before a test cell
-            await client.execute_interactive(WRITE_OWN_RECORD, timeout=60)
+            await run(WRITE_OWN_RECORD)
             record = manager.read_record("a_test")  # and after it
             late = manager.client()  # connects now, past the link
             late.start_channels()
             try:
-                late_reply = await late.execute_interactive("print('here')", timeout=30, output_hook=keep)
+                late_printed = await run("print('here')", client=late)
             finally:
                 late.stop_channels()
-            return "".join(printed), planted.read_text(), record, late_reply["content"]["status"]
-        finally:
-            client.stop_channels()
-            await manager.shutdown_kernel(now=True)
+            return printed, planted.read_text(), record, late_printed
 
     with private_scratch_root(under_tmp / "grader-tmp"):
-        printed, planted, record, late_status = asyncio.run(swap_then_grade())
+        printed, planted, record, late_printed = asyncio.run(swap_then_grade())
 
     lines = printed.splitlines()  # with IPython's complaint that its history database moved away
     assert lines[0] == "swapped"  # the kernel did move the folder and put the link there
-    assert lines[-1] == "here"
     assert planted == '{"planted": true}'  # not removed
     assert record == '{"own": true}'  # the kernel's own records folder, moved with its parent
-    assert late_status == "ok"
+    assert late_printed == "here\n"  # a client connecting after the swap reaches the kernel
 
 
 def test_a_link_on_the_way_into_a_sandbox_is_refused_and_named(under_tmp):
