@@ -63,7 +63,9 @@ def configure(c):
     # Feedback pages show what student code printed: sanitised (no scripts, no event handlers), and
     # a widget's static picture as an image before its HTML twin, which sanitising would strip.
     c.HTMLExporter.sanitize_html = True
-    c.NbConvertBase.display_data_priority = [
+    # The priority is set on the exporter's filter alone: nbgrader's preprocessors redefine the trait
+    # unconfigurably and would warn of an NbConvertBase setting for every notebook.
+    c.WidgetsDataTypeFilter.display_data_priority = [
         "image/svg+xml",
         "image/png",
         "image/jpeg",

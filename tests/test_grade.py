@@ -598,6 +598,19 @@ def test_feedback_blanks_hidden_test_lines_in_every_cell_and_sanitises_student_h
     assert 'src="data:image/svg+xml;base64,' in page  # the widget's static picture survives
 
 
+def test_the_course_configuration_gives_every_grading_step_only_settings_it_knows(caplog):
+    from traitlets.config import Config
+
+    from autograder.pipeline import configure
+
+    config = Config()
+    configure(config)
+    steps = [*config.Autograde.sanitize_preprocessors, *config.Autograde.autograde_preprocessors]
+    for step in [*steps, *config.GenerateFeedback.preprocessors]:
+        step(config=config)
+    assert not [record.getMessage() for record in caplog.records if "not recognized" in record.getMessage()]
+
+
 def test_every_kind_of_output_is_capped_per_cell_and_per_notebook():
     from autograder.preprocessors import SandboxedExecute
 
