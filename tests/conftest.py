@@ -4,8 +4,10 @@ Neither is installed: a grading kernel must import the student's `miniflow`, nev
 so tests load each from its folder.
 """
 
+import functools
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,10 +48,34 @@ def starter():
     return load_package(STARTER, "miniflow_starter_package")
 
 
+SESSION = {}  # what the session's fixtures hand to plain functions: its tmp_path_factory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_temp(tmp_path_factory):
+    SESSION["tmp_path_factory"] = tmp_path_factory
+
+
+@functools.cache
+def built_course():
+    """The course with its release built and recorded in its gradebook, once a session.
+
+    Its reference records (`.miniflow-cache`) are a folder all scratch courses share: they are
+    keyed by the contents of the notebook, the package and the data path, so a course whose
+    notebooks are the same reads the records another one made instead of running them again.
+    """
+    folder = SESSION["tmp_path_factory"].mktemp("built-course")
+    course, shared_records = folder / "course", folder / "reference-records"
+    release.copy_sources(ROOT, course)
+    release.build_release(course)
+    shared_records.mkdir()
+    (course / ".miniflow-cache").symlink_to(shared_records, target_is_directory=True)
+    return course
+
+
 def scratch_course(root):
     """A scratch copy of the course in `root`, its release built and recorded in its own gradebook."""
-    release.copy_sources(ROOT, root)
-    release.build_release(root)
+    shutil.copytree(built_course(), root, symlinks=True, dirs_exist_ok=True)
     return Course(root)
 
 

@@ -72,10 +72,11 @@ class Cluster:
             client.wait_for_workers(count, timeout=120)
 
     def close(self):
+        # Workers first, while the scheduler they report to still runs: a worker closing as the
+        # scheduler goes away can hang in Dask's shutdown until it is killed.
         for process in [*self.workers, self.scheduler]:
             if process.poll() is None:
                 process.terminate()
-        for process in [*self.workers, self.scheduler]:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
