@@ -56,16 +56,19 @@ for number in range(1000):
 
 @contextlib.asynccontextmanager
 async def kernel_of(manager, cwd):
-    """Start a kernel of `manager` in `cwd`; yield `run(code, client=None)`: what `code` printed.
+    """Start a kernel of `manager` in `cwd`; yield `run(code, client=None, reply=True)`: what `code` printed.
 
-    `run` uses the kernel's first client, or `client` (one connected later, say). `run.send(code)`
-    only sends `code`, for a kernel that may be ended before it replies.
+    `run` uses the kernel's first client, or `client` (one connected later, say). With `reply=False`
+    it only sends `code`, for a kernel that may be ended before it replies.
     """
     await manager.start_kernel(cwd=str(cwd))
     first = manager.client()
     first.start_channels()
 
-    async def run(code, client=None):
+    async def run(code, client=None, reply=True):
+        if not reply:
+            (client or first).execute(code)
+            return ""
         printed = []
 
         def keep(message):
@@ -75,7 +78,6 @@ async def kernel_of(manager, cwd):
         await (client or first).execute_interactive(code, timeout=60, output_hook=keep)
         return "".join(printed)
 
-    run.send = first.execute
     try:
         await first.wait_for_ready(timeout=60)
         yield run
@@ -90,11 +92,7 @@ async def run_cell(manager, cwd, code, until_ended=False):
     `records` is {file name: text} of what the grader reads in the kernel's records folder.
     """
     async with kernel_of(manager, cwd) as run:
-        if until_ended:  # the watchdog may end the kernel mid-cell, so no reply may come
-            printed = ""
-            run.send(code)
-        else:
-            printed = await run(code)
+        printed = await run(code, reply=not until_ended)  # the watchdog may end the kernel mid-cell
         for _ in range(100 if until_ended else 0):  # the watchdog looks twice a second
             if not await manager.is_alive():
                 break
